@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test`.
+# Each creates the virtual environment .venv with the pinned CI requirements first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.idrop-installed
+IDROP_REQUIRE_BACKENDS ?= torch,tensorflow,jax
+export IDROP_REQUIRE_BACKENDS
+
+.PHONY: install demo test conformance lint bench
+
+$(STAMP): pyproject.toml requirements/ci.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/ci.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The paper's MNIST comparison (Fig. 3a), quick setting, on data that needs no download.
+demo: $(STAMP)
+	$(BIN)/idrop reproduce mnist --quick --backend torch
+
+# Every test, every backend required: a missing backend fails instead of skipping.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+conformance: $(STAMP)
+	$(BIN)/python -m idrop.conformance
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check idrop tests

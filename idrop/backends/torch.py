@@ -1,0 +1,417 @@
+"""PyTorch adapter: ``info_dropout`` (like ``F.dropout``) and ``InfoDropout`` (like ``nn.Dropout``).
+
+Sections, in order: (1) the framework import and the ``xp`` shim the core runs
+on; (2) the functional ops, which draw noise with torch's RNG (optionally a
+``generator=``) unless ``noise=`` is given; (3) the modules and the loss helpers.
+
+Example:
+    >>> import torch
+    >>> from idrop.backends.torch import InfoDropout, ib_loss
+    >>> layer = InfoDropout(torch.nn.Linear(784, 256), activation="relu")
+    >>> z = layer(torch.rand(32, 784))
+    >>> z.shape, layer.kl.shape
+    (torch.Size([32, 256]), torch.Size([32]))
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from idrop.backends import missing_framework
+
+try:
+    import torch
+    from torch import nn
+except ImportError as err:  # pragma: no cover - exercised in a subprocess test
+    raise missing_framework("torch", "PyTorch") from err
+
+from idrop.core import functional as _functional
+from idrop.core import noise as _noise
+from idrop.core.kl import kl_divergence
+from idrop.core.priors import GaussianPosterior, StandardNormalPrior
+from idrop.core.loss import ib_loss as _ib_loss
+from idrop.core.loss import kl_term as _kl_term
+from idrop.core.spec import (
+    InfoDropoutSpec,
+    check_nonnegative,
+    check_float_dtype,
+    check_probability,
+    check_same_shape,
+)
+from idrop.core._xp import activation as _activation
+
+__all__ = [
+    "BinaryDropout",
+    "GaussianDropout",
+    "InfoDropout",
+    "LogNormalDropout",
+    "alpha_from_logits",
+    "binary_dropout",
+    "gaussian_dropout",
+    "gaussian_kl",
+    "ib_loss",
+    "info_dropout",
+    "kl_loss",
+    "lognormal_dropout",
+    "xp",
+]
+
+# --------------------------------------------------------------------------- #
+# 1. The array namespace the core is written against (see idrop/core/_xp.py). #
+# --------------------------------------------------------------------------- #
+
+
+class _TorchNamespace:
+    """The handful of array-API names the core uses, spelled for torch."""
+
+    exp = staticmethod(torch.exp)
+    expm1 = staticmethod(torch.expm1)
+    log = staticmethod(torch.log)
+    log1p = staticmethod(torch.log1p)
+    logaddexp = staticmethod(torch.logaddexp)
+    maximum = staticmethod(torch.maximum)
+    sqrt = staticmethod(torch.sqrt)
+    square = staticmethod(torch.square)
+    where = staticmethod(torch.where)
+    zeros_like = staticmethod(torch.zeros_like)
+    ones_like = staticmethod(torch.ones_like)
+    asarray = staticmethod(torch.as_tensor)
+
+    @staticmethod
+    def astype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return x.to(dtype)
+
+    @staticmethod
+    def sum(x: torch.Tensor, axis: Any = None) -> torch.Tensor:
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
+
+    @staticmethod
+    def mean(x: torch.Tensor, axis: Any = None) -> torch.Tensor:
+        return torch.mean(x) if axis is None else torch.mean(x, dim=axis)
+
+
+xp = _TorchNamespace()
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """float32 for half-precision tensors (KL and noise), else the tensor's dtype."""
+    return torch.float32 if t.dtype in _HALF else t.dtype
+
+
+def _check_float(name: str, t: torch.Tensor) -> None:
+    check_float_dtype(name, str(t.dtype).removeprefix("torch."), t.is_floating_point())
+
+
+def _draw_normal(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normals shaped like ``like``, in float32 at least (never half)."""
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=_compute_dtype(like))
+
+
+# --------------------------------------------------------------------------- #
+# 2. Functional ops.                                                           #
+# --------------------------------------------------------------------------- #
+
+
+def alpha_from_logits(alpha_logits: torch.Tensor, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> torch.Tensor:
+    """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
+    spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
+    return _functional.alpha_from_logits(alpha_logits, max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp)
+
+
+def info_dropout(
+    f: torch.Tensor,
+    alpha_logits: torch.Tensor,
+    *,
+    prior: str = "log-uniform",
+    max_alpha: float = 0.7,
+    alpha_min: float = 1e-3,
+    mean_one: bool = False,
+    zero_units: str = "count",
+    mu: torch.Tensor | float | None = None,
+    sigma: torch.Tensor | float | None = None,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Information Dropout of an activation ``f`` given the alpha branch's logits.
+
+    .. math:: z = f\,e^{\alpha\epsilon},\quad \alpha = \alpha_{\min} + \alpha_{\max}\sigma(a),
+        \quad \epsilon\sim\mathcal N(0, 1)
+
+    with the per-unit KL of eq. 3 (log-uniform prior) or eq. 4 (log-normal prior).
+
+    Args:
+        f: the activation ``f(x)`` (floating point, any shape).
+        alpha_logits: the alpha branch's output, same shape as ``f``.
+        prior: ``"log-uniform"`` or ``"log-normal"``.
+        max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
+        mu, sigma: the log-normal prior's parameters (default 0 and 1).
+        training: apply noise (``True``) or return ``f`` (``False``), like ``F.dropout``.
+        noise: the standard-normal ``eps`` to use instead of drawing it.
+        generator: RNG for the draw.
+
+    Returns:
+        ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
+        half-precision inputs.
+    """
+    spec = InfoDropoutSpec(prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units)
+    _check_float("f", f)
+    _check_float("alpha_logits", alpha_logits)
+    check_same_shape(f.shape, alpha_logits.shape)
+    kl_dtype = _compute_dtype(f)
+    if spec.prior == "log-normal":
+        mu = torch.as_tensor(0.0 if mu is None else mu, dtype=kl_dtype, device=f.device)
+        sigma = torch.as_tensor(1.0 if sigma is None else sigma, dtype=kl_dtype, device=f.device)
+    eps = None
+    if training:
+        eps = _draw_normal(f, generator) if noise is None else noise.to(device=f.device, dtype=kl_dtype)
+    return _functional.info_dropout(
+        f, alpha_logits, eps, spec=spec, mu=mu, sigma=sigma, training=training,
+        kl_dtype=kl_dtype if kl_dtype != f.dtype else None, xp=xp,
+    )
+
+
+def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    r"""Per-unit ``KL(N(mu, scale^2) || N(0, 1))``, the VAE's latent term (Sec. 5).
+
+    Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
+    """
+    _check_float("mu", mu)
+    dtype = _compute_dtype(mu)
+    posterior = GaussianPosterior(mu.to(dtype), scale.to(dtype))
+    return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
+
+
+def _baseline(law: str, f: torch.Tensor, raw: torch.Tensor, **params: Any) -> torch.Tensor:
+    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
+    out = _noise.NOISE_LAWS[law].apply(f.to(_compute_dtype(f)), raw.to(device=f.device, dtype=_compute_dtype(f)), xp=xp, **params)
+    return out.to(f.dtype)
+
+
+def binary_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = True, noise: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
+    rate = check_probability("rate", rate)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    if noise is None:
+        noise = torch.rand(f.shape, generator=generator, device=f.device, dtype=_compute_dtype(f))
+    return _baseline("binary", f, noise, rate=rate)
+
+
+def gaussian_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = True, noise: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
+    rate = check_probability("rate", rate)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    eps = _draw_normal(f, generator) if noise is None else noise
+    return _baseline("gaussian", f, eps, rate=rate)
+
+
+def lognormal_dropout(f: torch.Tensor, alpha: float = 0.7, *, mean_one: bool = False, training: bool = True,
+                      noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
+    alpha = check_nonnegative("alpha", alpha)
+    _check_float("f", f)
+    if not training:
+        return f
+    eps = _draw_normal(f, generator) if noise is None else noise
+    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
+
+
+# --------------------------------------------------------------------------- #
+# 3. Modules and losses.                                                       #
+# --------------------------------------------------------------------------- #
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _fresh_copy(layer: nn.Module) -> nn.Module:
+    """A new map of ``layer``'s kind and shape with its own, freshly initialised weights."""
+    if isinstance(layer, nn.Linear):
+        p = layer.weight
+        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                         device=p.device, dtype=p.dtype)
+    if isinstance(layer, _CONV):
+        p = layer.weight
+        return type(layer)(
+            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+            padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+            bias=layer.bias is not None, padding_mode=layer.padding_mode, device=p.device, dtype=p.dtype,
+        )
+    if hasattr(layer, "reset_parameters"):
+        clone = copy.deepcopy(layer)
+        clone.reset_parameters()
+        return clone
+    raise ValueError(
+        "Invalid value received for argument `alpha_layer`. Expected a module when "
+        f"`layer` is not Linear/Conv1d/2d/3d and has no reset_parameters(). "
+        f"Received: alpha_layer=None, layer={type(layer).__name__}"
+    )
+
+
+class _NoisyMap(nn.Module):
+    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share."""
+
+    def __init__(self, layer: nn.Module, activation: str, norm: nn.Module | None) -> None:
+        super().__init__()
+        self.spec_activation = InfoDropoutSpec(activation=activation).activation
+        self.layer = layer
+        self.norm = norm
+        self.kl: torch.Tensor | None = None
+
+    def activation_of(self, x: torch.Tensor) -> torch.Tensor:
+        """``f(x) = act(norm(layer(x)))``, after checking that ``x`` is floating point."""
+        _check_float("x", x)
+        h = self.layer(x)
+        if self.norm is not None:
+            h = self.norm(h)
+        return _activation(self.spec_activation, h, xp=xp)
+
+
+class InfoDropout(_NoisyMap):
+    r"""Information Dropout around a linear or convolutional map (Achille & Soatto 2016).
+
+    .. math:: z = f(x)\,e^{\alpha(x)\,\epsilon}, \quad f = \mathrm{act}(\mathrm{norm}(\mathrm{layer}(x))),
+        \quad \alpha = \alpha_{\min} + \alpha_{\max}\,\sigma(\mathrm{alpha\_layer}(x))
+
+    In training mode (``module.train()``) the log-normal noise is applied; in
+    evaluation mode the output is ``f(x)``. Either way the per-sample KL
+    (eq. 3 or 4, summed over units) is left on ``.kl`` (shape ``[batch]``) for
+    :func:`kl_loss` and :func:`ib_loss`.
+
+    Args:
+        layer: ``nn.Linear`` or ``nn.Conv1d/2d/3d`` (any module if ``alpha_layer`` is given).
+        activation: ``"relu"`` or ``"softplus"``.
+        prior: ``"log-uniform"`` or ``"log-normal"``; default from the activation.
+        max_alpha: cap of the noise scale (default 0.7, official code).
+        alpha_min: floor of the noise scale (default 1e-3).
+        mean_one: mean-1 noise ``exp(alpha*eps - alpha^2/2)`` instead of median-1.
+        zero_units: ``"count"`` or ``"mask"`` for units with ``f(x) == 0`` (log-uniform prior).
+        norm: optional module between ``layer`` and the activation (batch norm in the paper's CNNs).
+        alpha_layer: the alpha branch; default a fresh copy of ``layer``'s kind and shape.
+
+    Shape:
+        Input: whatever ``layer`` takes. Output: ``layer``'s output shape. ``.kl``: ``[batch]``.
+
+    Raises:
+        ValueError, TypeError: for bad options, at construction; for non-float
+        input or an ``alpha_layer`` of another output shape, at the call.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        *,
+        activation: str = "relu",
+        prior: str | None = None,
+        max_alpha: float = 0.7,
+        alpha_min: float = 1e-3,
+        mean_one: bool = False,
+        zero_units: str = "count",
+        norm: nn.Module | None = None,
+        alpha_layer: nn.Module | None = None,
+    ) -> None:
+        spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
+        super().__init__(layer, spec.activation, norm)
+        self.spec = spec
+        self.alpha_layer = _fresh_copy(layer) if alpha_layer is None else alpha_layer
+        if spec.prior == "log-normal":
+            p = next(layer.parameters(), None)
+            kw = {} if p is None else {"device": p.device, "dtype": p.dtype}
+            self.mu = nn.Parameter(torch.zeros((), **kw))
+            # sigma = exp(log_sigma) stays positive under any optimiser step.
+            self.log_sigma = nn.Parameter(torch.zeros((), **kw))
+
+    @property
+    def sigma(self) -> torch.Tensor | None:
+        """The log-normal prior's standard deviation (``None`` for the log-uniform prior)."""
+        return self.log_sigma.exp() if self.spec.prior == "log-normal" else None
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
+        f = self.activation_of(x)
+        alpha_logits = self.alpha_layer(x)
+        check_same_shape(f.shape, alpha_logits.shape)
+        lognormal = self.spec.prior == "log-normal"
+        z, kl = info_dropout(
+            f, alpha_logits, **self.spec.kl_options, training=self.training, noise=noise, generator=generator,
+            mu=self.mu if lognormal else None, sigma=self.sigma if lognormal else None,
+        )
+        self.kl = kl.flatten(1).sum(1)
+        return z
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (f"activation={s.activation!r}, prior={s.prior!r}, max_alpha={s.max_alpha}, "
+                f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}")
+
+
+class BinaryDropout(_NoisyMap):
+    """Baseline: ``act(norm(layer(x)))`` then binary dropout with ``rate`` (``noise``: uniform draws)."""
+
+    def __init__(self, layer: nn.Module, *, activation: str = "relu", rate: float = 0.5,
+                 norm: nn.Module | None = None) -> None:
+        super().__init__(layer, activation, norm)
+        self.rate = check_probability("rate", rate)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return binary_dropout(self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.spec_activation!r}, rate={self.rate}"
+
+
+class GaussianDropout(BinaryDropout):
+    """Baseline: Gaussian dropout with the variance ``rate/(1-rate)`` of binary dropout."""
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return gaussian_dropout(self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator)
+
+
+class LogNormalDropout(_NoisyMap):
+    """Baseline: log-normal dropout with one fixed ``alpha`` and no alpha branch."""
+
+    def __init__(self, layer: nn.Module, *, activation: str = "relu", alpha: float = 0.7,
+                 mean_one: bool = False, norm: nn.Module | None = None) -> None:
+        super().__init__(layer, activation, norm)
+        self.alpha = check_nonnegative("alpha", alpha)
+        self.mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return lognormal_dropout(self.activation_of(x), self.alpha, mean_one=self.mean_one,
+                                 training=self.training, noise=noise, generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.spec_activation!r}, alpha={self.alpha}, mean_one={self.mean_one}"
+
+
+def _kl_per_sample(model: nn.Module) -> list[torch.Tensor]:
+    return [m.kl for m in model.modules() if isinstance(m, InfoDropout) and m.kl is not None]
+
+
+def kl_loss(model: nn.Module, n_train: int) -> torch.Tensor:
+    r"""``sum over InfoDropout layers of mean(layer.kl) / n_train`` from the last forward call (eq. 5)."""
+    kls = _kl_per_sample(model)
+    if not kls:
+        p = next(model.parameters(), None)
+        zero = torch.zeros((), device=None if p is None else p.device)
+        _kl_term([zero], n_train=n_train, xp=xp)  # validates n_train all the same
+        return zero
+    return _kl_term([k.float() for k in kls], n_train=n_train, xp=xp)
+
+
+def ib_loss(task_loss: torch.Tensor, model: nn.Module, beta: float, n_train: int) -> torch.Tensor:
+    r"""The Information Bottleneck loss ``task_loss + beta * kl_loss(model, n_train)`` (eq. 5)."""
+    kls = _kl_per_sample(model) or [torch.zeros((), device=task_loss.device)]
+    return _ib_loss(task_loss, [k.float() for k in kls], beta=beta, n_train=n_train, xp=xp)

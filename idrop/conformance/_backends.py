@@ -1,0 +1,70 @@
+"""Which backends the suite knows, how to load their harness, and which are required.
+
+A backend whose framework is not installed is reported as skipped by name,
+unless ``IDROP_REQUIRE_BACKENDS`` (comma-separated names, or ``all``) lists it:
+then its absence is a failure (CI sets it). ``IDROP_BACKENDS`` restricts the run
+to some backends.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import os
+from functools import cache
+
+
+class Backend(str, enum.Enum):
+    """A backend under test; its value is the name used in ``idrop.backends``."""
+
+    TORCH = "torch"
+    TENSORFLOW = "tensorflow"
+    JAX = "jax"
+
+
+#: The import that proves the framework is present, per backend.
+FRAMEWORK_MODULE = {Backend.TORCH: "torch", Backend.TENSORFLOW: "tensorflow", Backend.JAX: "jax"}
+
+
+def _names(var: str) -> set[str]:
+    raw = os.environ.get(var, "").strip()
+    if raw == "all":
+        return {b.value for b in Backend}
+    names = {n.strip() for n in raw.split(",") if n.strip()}
+    unknown = names - {b.value for b in Backend}
+    if unknown:
+        raise ValueError(
+            f"Invalid value received for environment variable `{var}`. Expected "
+            f"comma-separated names among {[b.value for b in Backend]} or 'all'. "
+            f"Received: {var}={raw!r}"
+        )
+    return names
+
+
+def required() -> set[str]:
+    """Backends that must be present (``IDROP_REQUIRE_BACKENDS``)."""
+    return _names("IDROP_REQUIRE_BACKENDS")
+
+
+def selected() -> list[Backend]:
+    """Backends to run (``IDROP_BACKENDS``, default all)."""
+    names = _names("IDROP_BACKENDS")
+    return [b for b in Backend if not names or b.value in names]
+
+
+@cache
+def load(backend: Backend) -> object:
+    """The backend's harness, or raise ``ImportError`` if its framework is missing."""
+    importlib.import_module(FRAMEWORK_MODULE[backend])
+    if backend is Backend.JAX:
+        # float64 comparisons need x64 on before any array exists (array-api-extra, SciPy).
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    if backend is Backend.TENSORFLOW:
+        # Import torch first where both share a process (Keras' rule).
+        try:
+            importlib.import_module("torch")
+        except ImportError:
+            pass
+    return importlib.import_module(f"idrop.conformance._harness_{backend.value}").HARNESS

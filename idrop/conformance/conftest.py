@@ -1,0 +1,58 @@
+"""Fixtures of the conformance suite: one parameter per backend, Hypothesis profiles, header.
+
+Profiles (``IDROP_HYPOTHESIS_PROFILE``, default ``ci``): ``ci`` is derandomised
+with no example database and no deadline, so a CI failure reproduces exactly
+(TFP's ``tfp_hp_settings``); ``thorough`` runs 1000 examples per test, for
+calibrating tolerance overrides (STYLE.md 4.7).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from idrop.conformance import _backends
+from idrop.conformance._backends import Backend
+
+_COMMON = {"derandomize": True, "database": None, "deadline": None, "print_blob": True,
+           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much]}
+settings.register_profile("ci", max_examples=15, **_COMMON)
+settings.register_profile("thorough", max_examples=1000, **_COMMON)
+settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("IDROP_HYPOTHESIS_PROFILE", "ci"))
+
+
+def _param(backend: Backend) -> object:
+    return pytest.param(backend, id=backend.value)
+
+
+@pytest.fixture(params=[_param(b) for b in _backends.selected()], scope="session")
+def harness(request: pytest.FixtureRequest) -> object:
+    """The harness of one backend; a missing backend skips by name, or fails if required."""
+    backend: Backend = request.param
+    try:
+        return _backends.load(backend)
+    except ImportError as err:
+        if backend.value in _backends.required():
+            pytest.fail(f"backend {backend.value!r} is required (IDROP_REQUIRE_BACKENDS) but missing: {err}")
+        pytest.skip(f"backend {backend.value!r} is not installed ({err})")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import importlib.metadata as md
+
+    lines = []
+    for backend in _backends.selected():
+        dist = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}[backend.value]
+        try:
+            version = md.version(dist)
+        except md.PackageNotFoundError:
+            try:
+                version = md.version(dist + "-cpu")
+            except md.PackageNotFoundError:
+                version = "not installed"
+        lines.append(f"idrop conformance: {backend.value} {version}")
+    lines.append(f"idrop conformance: hypothesis profile {settings.get_current_profile_name()}")
+    return lines

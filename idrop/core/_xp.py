@@ -1,0 +1,47 @@
+"""The small array protocol the core is written against, and helpers over it.
+
+The core uses only these names of a namespace ``xp``: ``asarray``, ``astype``,
+``exp``, ``expm1``, ``log``, ``log1p``, ``logaddexp``, ``maximum``, ``sqrt``,
+``square``, ``where``, ``sum``, ``mean``, ``zeros_like``, ``ones_like``. NumPy >= 2.1,
+``jax.numpy`` and ``array_api_strict`` provide them natively; the torch and Keras
+adapters bring a shim of a few lines. ``tests/core/test_array_api_strict.py``
+runs the core on ``array_api_strict`` so nothing outside this list creeps in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Array = Any
+Namespace = Any
+
+
+def sigmoid(a: Array, *, xp: Namespace) -> Array:
+    """Logistic function ``1 / (1 + exp(-a))`` without overflow.
+
+    Written as ``exp(-softplus(-a))`` so large ``|a|`` neither overflows nor
+    produces 0/0, and the gradient stays finite everywhere.
+    """
+    return xp.exp(-softplus(-a, xp=xp))
+
+
+def softplus(a: Array, *, xp: Namespace) -> Array:
+    """``log(1 + exp(a))`` via ``logaddexp(a, 0)``.
+
+    Framework softplus kernels switch to the identity above a threshold (torch:
+    20), which would break float64 agreement; ``logaddexp`` is exact everywhere.
+    """
+    return xp.logaddexp(a, xp.zeros_like(a))
+
+
+def relu(a: Array, *, xp: Namespace) -> Array:
+    """``max(a, 0)``."""
+    return xp.maximum(a, xp.zeros_like(a))
+
+
+ACTIVATION_FUNCTIONS = {"relu": relu, "softplus": softplus}
+
+
+def activation(name: str, a: Array, *, xp: Namespace) -> Array:
+    """Apply the activation called ``name`` (``"relu"`` or ``"softplus"``)."""
+    return ACTIVATION_FUNCTIONS[name](a, xp=xp)

@@ -1,0 +1,184 @@
+"""Validated options of an Information Dropout layer, shared by every backend.
+
+Validation happens here once, so that every adapter raises the same exception
+class with the same message for the same bad input (DESIGN.md section 2). The
+wording follows Keras: name the argument, say what is expected, echo the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+ACTIVATIONS = ("relu", "softplus")
+PRIORS = ("log-uniform", "log-normal")
+ZERO_UNITS = ("count", "mask")
+
+#: The prior the paper pairs with each activation (Propositions 1 and 2).
+DEFAULT_PRIOR = {"relu": "log-uniform", "softplus": "log-normal"}
+
+
+def invalid(name: str, expected: str, value: Any) -> ValueError:
+    """Build the one error message used for every bad argument value.
+
+    Example:
+        >>> str(invalid("beta", "a float >= 0", -1))
+        'Invalid value received for argument `beta`. Expected a float >= 0. Received: beta=-1'
+    """
+    return ValueError(
+        f"Invalid value received for argument `{name}`. "
+        f"Expected {expected}. Received: {name}={value!r}"
+    )
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise invalid(name, f"one of {allowed}", value)
+    return value
+
+
+def _check_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Invalid type received for argument `{name}`. "
+            f"Expected a Python float. Received: {name}={value!r} "
+            f"of type {type(value).__name__}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise invalid(name, "a finite float", value)
+    return value
+
+
+def check_max_alpha(max_alpha: Any) -> float:
+    """Return ``max_alpha`` as a float, or raise if it is not > 0."""
+    value = _check_real("max_alpha", max_alpha)
+    if value <= 0:
+        raise invalid("max_alpha", "a float > 0 (the paper uses 0.5 to 1.0)", max_alpha)
+    return value
+
+
+def check_alpha_min(alpha_min: Any) -> float:
+    """Return ``alpha_min`` as a float, or raise if it is negative."""
+    value = _check_real("alpha_min", alpha_min)
+    if value < 0:
+        raise invalid("alpha_min", "a float >= 0 (default 1e-3)", alpha_min)
+    return value
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Return ``value`` as a float, or raise if it is negative (e.g. a fixed ``alpha``)."""
+    v = _check_real(name, value)
+    if v < 0:
+        raise invalid(name, "a float >= 0", value)
+    return v
+
+
+def check_beta(beta: Any) -> float:
+    """Return ``beta`` as a float, or raise if it is negative."""
+    value = _check_real("beta", beta)
+    if value < 0:
+        raise invalid("beta", "a float >= 0", beta)
+    return value
+
+
+def check_n_train(n_train: Any) -> int:
+    """Return ``n_train`` (the training-set size) as an int, or raise if < 1."""
+    if isinstance(n_train, bool) or not isinstance(n_train, int):
+        if isinstance(n_train, float) and n_train.is_integer():
+            n_train = int(n_train)
+        else:
+            raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
+    if n_train < 1:
+        raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
+    return n_train
+
+
+def check_probability(name: str, value: Any, *, allow_one: bool = False) -> float:
+    """Return a dropout rate in ``[0, 1)`` (or ``[0, 1]``), or raise."""
+    v = _check_real(name, value)
+    upper_ok = v <= 1 if allow_one else v < 1
+    if not (v >= 0 and upper_ok):
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise invalid(name, f"a float in {interval}", value)
+    return v
+
+
+def check_float_dtype(name: str, dtype_name: str, is_floating: bool) -> None:
+    """Raise ``TypeError`` if an input tensor is not floating point.
+
+    Adapters pass the framework's dtype name and whether it is a float type, so
+    the message is the same everywhere.
+    """
+    if not is_floating:
+        raise TypeError(
+            f"Invalid dtype received for argument `{name}`. Expected a floating "
+            f"point tensor (float16, bfloat16, float32 or float64); cast the input "
+            f"to a float dtype first. Received: dtype={dtype_name}"
+        )
+
+
+def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
+    """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
+    if tuple(layer_shape) != tuple(alpha_shape):
+        raise ValueError(
+            "Invalid value received for argument `alpha_layer`. Expected a layer "
+            "whose output shape equals the output shape of `layer`. Received: "
+            f"layer output shape={tuple(layer_shape)}, "
+            f"alpha_layer output shape={tuple(alpha_shape)}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoDropoutSpec:
+    """The validated, backend-neutral options of one Information Dropout layer.
+
+    Args:
+        activation: ``"relu"`` or ``"softplus"``, the nonlinearity of ``f(x)``.
+        prior: ``"log-uniform"`` or ``"log-normal"``; ``None`` picks the paper's
+            pairing (log-uniform for ReLU, Prop. 1; log-normal for Softplus, Prop. 2).
+        max_alpha: largest noise scale; ``alpha = alpha_min + max_alpha * sigmoid(a)``.
+        alpha_min: smallest noise scale, keeps ``log(alpha)`` finite.
+        mean_one: use ``exp(alpha * eps - alpha**2 / 2)`` (mean 1) instead of the
+            median-1 noise ``exp(alpha * eps)`` of the official code.
+        zero_units: ``"count"`` keeps the log-uniform KL for units with
+            ``f(x) == 0`` (official code); ``"mask"`` gives them 0.
+
+    Raises:
+        ValueError: for an unknown option or a value out of range.
+        TypeError: for a non-numeric ``max_alpha`` or ``alpha_min``.
+
+    Example:
+        >>> InfoDropoutSpec(activation="softplus").prior
+        'log-normal'
+    """
+
+    activation: str = "relu"
+    prior: str | None = None
+    max_alpha: float = 0.7
+    alpha_min: float = 1e-3
+    mean_one: bool = False
+    zero_units: str = "count"
+
+    def __post_init__(self) -> None:
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        prior = DEFAULT_PRIOR[self.activation] if self.prior is None else self.prior
+        object.__setattr__(self, "prior", _check_choice("prior", prior, PRIORS))
+        object.__setattr__(self, "max_alpha", check_max_alpha(self.max_alpha))
+        object.__setattr__(self, "alpha_min", check_alpha_min(self.alpha_min))
+        if not isinstance(self.mean_one, bool):
+            raise invalid("mean_one", "a bool", self.mean_one)
+        _check_choice("zero_units", self.zero_units, ZERO_UNITS)
+
+    @property
+    def kl_options(self) -> dict[str, Any]:
+        """Keyword arguments that :func:`idrop.core.info_dropout` takes."""
+        return {
+            "prior": self.prior,
+            "max_alpha": self.max_alpha,
+            "alpha_min": self.alpha_min,
+            "mean_one": self.mean_one,
+            "zero_units": self.zero_units,
+        }

@@ -1,0 +1,43 @@
+"""Validation of options: one message per bad argument, naming it and the fix."""
+
+import pytest
+
+from idrop.core import InfoDropoutSpec, check_beta, check_n_train, check_probability
+
+
+def test_defaults_follow_the_paper():
+    spec = InfoDropoutSpec()
+    assert (spec.activation, spec.prior, spec.max_alpha, spec.alpha_min) == ("relu", "log-uniform", 0.7, 1e-3)
+    assert InfoDropoutSpec(activation="softplus").prior == "log-normal"
+    assert InfoDropoutSpec(activation="softplus", prior="log-uniform").prior == "log-uniform"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "fragment"),
+    [
+        ({"max_alpha": 0}, ValueError, "argument `max_alpha`. Expected a float > 0"),
+        ({"alpha_min": -1}, ValueError, "argument `alpha_min`. Expected a float >= 0"),
+        ({"activation": "tanh"}, ValueError, "Expected one of 'relu', 'softplus'. Received: activation='tanh'"),
+        ({"prior": "flat"}, ValueError, "argument `prior`"),
+        ({"zero_units": "x"}, ValueError, "argument `zero_units`"),
+        ({"max_alpha": "1"}, TypeError, "Invalid type received for argument `max_alpha`"),
+        ({"max_alpha": float("nan")}, ValueError, "a finite float"),
+        ({"mean_one": 1}, ValueError, "argument `mean_one`"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, exc, fragment):
+    with pytest.raises(exc, match=None) as info:
+        InfoDropoutSpec(**kwargs)
+    assert fragment in str(info.value)
+
+
+def test_loss_arguments():
+    assert check_n_train(10) == 10 and check_n_train(10.0) == 10
+    for bad in (0, -3, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="argument `n_train`"):
+            check_n_train(bad)
+    assert check_beta(0) == 0.0
+    with pytest.raises(ValueError, match="argument `beta`"):
+        check_beta(-1e-9)
+    with pytest.raises(ValueError, match=r"argument `rate`. Expected a float in \[0, 1\)"):
+        check_probability("rate", 1.0)
