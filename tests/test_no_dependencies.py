@@ -15,10 +15,11 @@ def test_import_is_light(module):
     assert out.strip() == "[]", f"importing {module} imported {out.strip()}"
 
 
-@pytest.mark.parametrize(("backend", "framework"), [("torch", "torch"), ("tensorflow", "tensorflow"),
-                                                    ("jax", "jax")])
+@pytest.mark.parametrize(("backend", "framework"), [("torch", "torch"), ("tensorflow", "tensorflow"), ("jax", "jax")])
 def test_missing_framework_names_the_extra(backend, framework):
-    code = (f"import sys; sys.modules[{framework!r}] = None\n"
-            f"try:\n    import idrop.backends.{backend}\nexcept ImportError as e:\n    print(e)")
+    code = (
+        f"import sys; sys.modules[{framework!r}] = None\n"
+        f"try:\n    import idrop.backends.{backend}\nexcept ImportError as e:\n    print(e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert f"pip install 'idrop[{backend}]'" in out, out

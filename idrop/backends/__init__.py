@@ -18,8 +18,7 @@ EXTRAS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 def missing_framework(backend: str, framework: str) -> ImportError:
     """The ImportError an adapter raises when its framework is not installed."""
     return ImportError(
-        f"idrop.backends.{backend} requires {framework}; "
-        f"install it with: pip install 'idrop[{EXTRAS[backend]}]'"
+        f"idrop.backends.{backend} requires {framework}; install it with: pip install 'idrop[{EXTRAS[backend]}]'"
     )
 
 

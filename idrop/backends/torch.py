@@ -28,18 +28,18 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess test
 
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
+from idrop.core._xp import activation as _activation
 from idrop.core.kl import kl_divergence
-from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
+from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
-    check_nonnegative,
     check_float_dtype,
+    check_nonnegative,
     check_probability,
     check_same_shape,
 )
-from idrop.core._xp import activation as _activation
 
 __all__ = [
     "BinaryDropout",
@@ -157,7 +157,9 @@ def info_dropout(
         ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
         half-precision inputs.
     """
-    spec = InfoDropoutSpec(prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units)
+    spec = InfoDropoutSpec(
+        prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
+    )
     _check_float("f", f)
     _check_float("alpha_logits", alpha_logits)
     check_same_shape(f.shape, alpha_logits.shape)
@@ -169,8 +171,15 @@ def info_dropout(
     if training:
         eps = _draw_normal(f, generator) if noise is None else noise.to(device=f.device, dtype=kl_dtype)
     return _functional.info_dropout(
-        f, alpha_logits, eps, spec=spec, mu=mu, sigma=sigma, training=training,
-        kl_dtype=kl_dtype if kl_dtype != f.dtype else None, xp=xp,
+        f,
+        alpha_logits,
+        eps,
+        spec=spec,
+        mu=mu,
+        sigma=sigma,
+        training=training,
+        kl_dtype=kl_dtype if kl_dtype != f.dtype else None,
+        xp=xp,
     )
 
 
@@ -187,12 +196,20 @@ def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 def _baseline(law: str, f: torch.Tensor, raw: torch.Tensor, **params: Any) -> torch.Tensor:
     """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
-    out = _noise.NOISE_LAWS[law].apply(f.to(_compute_dtype(f)), raw.to(device=f.device, dtype=_compute_dtype(f)), xp=xp, **params)
+    out = _noise.NOISE_LAWS[law].apply(
+        f.to(_compute_dtype(f)), raw.to(device=f.device, dtype=_compute_dtype(f)), xp=xp, **params
+    )
     return out.to(f.dtype)
 
 
-def binary_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = True, noise: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def binary_dropout(
+    f: torch.Tensor,
+    rate: float = 0.5,
+    *,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
     _check_float("f", f)
@@ -203,8 +220,14 @@ def binary_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = True,
     return _baseline("binary", f, noise, rate=rate)
 
 
-def gaussian_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = True, noise: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_dropout(
+    f: torch.Tensor,
+    rate: float = 0.5,
+    *,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
     _check_float("f", f)
@@ -214,8 +237,15 @@ def gaussian_dropout(f: torch.Tensor, rate: float = 0.5, *, training: bool = Tru
     return _baseline("gaussian", f, eps, rate=rate)
 
 
-def lognormal_dropout(f: torch.Tensor, alpha: float = 0.7, *, mean_one: bool = False, training: bool = True,
-                      noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def lognormal_dropout(
+    f: torch.Tensor,
+    alpha: float = 0.7,
+    *,
+    mean_one: bool = False,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
     alpha = check_nonnegative("alpha", alpha)
     _check_float("f", f)
@@ -236,14 +266,23 @@ def _fresh_copy(layer: nn.Module) -> nn.Module:
     """A new map of ``layer``'s kind and shape with its own, freshly initialised weights."""
     if isinstance(layer, nn.Linear):
         p = layer.weight
-        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                         device=p.device, dtype=p.dtype)
+        return nn.Linear(
+            layer.in_features, layer.out_features, bias=layer.bias is not None, device=p.device, dtype=p.dtype
+        )
     if isinstance(layer, _CONV):
         p = layer.weight
         return type(layer)(
-            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-            padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-            bias=layer.bias is not None, padding_mode=layer.padding_mode, device=p.device, dtype=p.dtype,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+            device=p.device,
+            dtype=p.dtype,
         )
     if hasattr(layer, "reset_parameters"):
         clone = copy.deepcopy(layer)
@@ -334,37 +373,50 @@ class InfoDropout(_NoisyMap):
         """The log-normal prior's standard deviation (``None`` for the log-uniform prior)."""
         return self.log_sigma.exp() if self.spec.prior == "log-normal" else None
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
         f = self.activation_of(x)
         alpha_logits = self.alpha_layer(x)
         check_same_shape(f.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
         z, kl = info_dropout(
-            f, alpha_logits, **self.spec.kl_options, training=self.training, noise=noise, generator=generator,
-            mu=self.mu if lognormal else None, sigma=self.sigma if lognormal else None,
+            f,
+            alpha_logits,
+            **self.spec.kl_options,
+            training=self.training,
+            noise=noise,
+            generator=generator,
+            mu=self.mu if lognormal else None,
+            sigma=self.sigma if lognormal else None,
         )
         self.kl = kl.flatten(1).sum(1)
         return z
 
     def extra_repr(self) -> str:
         s = self.spec
-        return (f"activation={s.activation!r}, prior={s.prior!r}, max_alpha={s.max_alpha}, "
-                f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}")
+        return (
+            f"activation={s.activation!r}, prior={s.prior!r}, max_alpha={s.max_alpha}, "
+            f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}"
+        )
 
 
 class BinaryDropout(_NoisyMap):
     """Baseline: ``act(norm(layer(x)))`` then binary dropout with ``rate`` (``noise``: uniform draws)."""
 
-    def __init__(self, layer: nn.Module, *, activation: str = "relu", rate: float = 0.5,
-                 norm: nn.Module | None = None) -> None:
+    def __init__(
+        self, layer: nn.Module, *, activation: str = "relu", rate: float = 0.5, norm: nn.Module | None = None
+    ) -> None:
         super().__init__(layer, activation, norm)
         self.rate = check_probability("rate", rate)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        return binary_dropout(self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator)
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return binary_dropout(
+            self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator
+        )
 
     def extra_repr(self) -> str:
         return f"activation={self.spec_activation!r}, rate={self.rate}"
@@ -373,24 +425,41 @@ class BinaryDropout(_NoisyMap):
 class GaussianDropout(BinaryDropout):
     """Baseline: Gaussian dropout with the variance ``rate/(1-rate)`` of binary dropout."""
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        return gaussian_dropout(self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator)
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return gaussian_dropout(
+            self.activation_of(x), self.rate, training=self.training, noise=noise, generator=generator
+        )
 
 
 class LogNormalDropout(_NoisyMap):
     """Baseline: log-normal dropout with one fixed ``alpha`` and no alpha branch."""
 
-    def __init__(self, layer: nn.Module, *, activation: str = "relu", alpha: float = 0.7,
-                 mean_one: bool = False, norm: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        layer: nn.Module,
+        *,
+        activation: str = "relu",
+        alpha: float = 0.7,
+        mean_one: bool = False,
+        norm: nn.Module | None = None,
+    ) -> None:
         super().__init__(layer, activation, norm)
         self.alpha = check_nonnegative("alpha", alpha)
         self.mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        return lognormal_dropout(self.activation_of(x), self.alpha, mean_one=self.mean_one,
-                                 training=self.training, noise=noise, generator=generator)
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return lognormal_dropout(
+            self.activation_of(x),
+            self.alpha,
+            mean_one=self.mean_one,
+            training=self.training,
+            noise=noise,
+            generator=generator,
+        )
 
     def extra_repr(self) -> str:
         return f"activation={self.spec_activation!r}, alpha={self.alpha}, mean_one={self.mean_one}"

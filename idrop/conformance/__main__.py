@@ -35,8 +35,9 @@ class _Collector:
             backend = getattr(harness, "value", "core") if harness is not None else "core"
             case = item.name.replace(f"[{backend}-", "[").replace(f"[{backend}]", "")
             examples = sum(_report.EXAMPLES.values()) - self._before if report.when == "call" else 0
-            self.rows.append((backend, _version(backend), f"{item.module.__name__.split('.')[-1]}::{case}",
-                              examples, report.outcome))
+            self.rows.append(
+                (backend, _version(backend), f"{item.module.__name__.split('.')[-1]}::{case}", examples, report.outcome)
+            )
         return report
 
 

@@ -70,8 +70,16 @@ class Harness(Protocol):
     grad_dtypes: tuple[str, ...]  #: dtypes whose gradients are compared (float64 at least)
 
     def info_dropout(
-        self, f: np.ndarray, alpha_logits: np.ndarray, *, dtype: str, noise: np.ndarray | None,
-        training: bool, mu: float, sigma: float, **options: Any,
+        self,
+        f: np.ndarray,
+        alpha_logits: np.ndarray,
+        *,
+        dtype: str,
+        noise: np.ndarray | None,
+        training: bool,
+        mu: float,
+        sigma: float,
+        **options: Any,
     ) -> Output:
         """The backend's functional ``info_dropout`` on inputs cast to ``dtype``; kl per unit."""
 
@@ -79,8 +87,16 @@ class Harness(Protocol):
         """The backend's ``alpha_from_logits``, returned as float64."""
 
     def info_dropout_grads(
-        self, f: np.ndarray, alpha_logits: np.ndarray, *, noise: np.ndarray, mu: float, sigma: float,
-        z_cotangent: np.ndarray, kl_cotangent: np.ndarray, **options: Any,
+        self,
+        f: np.ndarray,
+        alpha_logits: np.ndarray,
+        *,
+        noise: np.ndarray,
+        mu: float,
+        sigma: float,
+        z_cotangent: np.ndarray,
+        kl_cotangent: np.ndarray,
+        **options: Any,
     ) -> dict[str, np.ndarray]:
         """Float64 gradients of ``sum(z * z_cot) + sum(kl * kl_cot)`` (functional form).
 
@@ -104,14 +120,29 @@ class Harness(Protocol):
         """
 
     def layer(
-        self, weights: LayerWeights, x: np.ndarray, *, dtype: str, noise: np.ndarray | None,
-        training: bool, mu: float, sigma: float, **options: Any,
+        self,
+        weights: LayerWeights,
+        x: np.ndarray,
+        *,
+        dtype: str,
+        noise: np.ndarray | None,
+        training: bool,
+        mu: float,
+        sigma: float,
+        **options: Any,
     ) -> Output:
         """Build ``InfoDropout(<map>)`` with these weights, call it on ``x``; kl per sample."""
 
     def layer_grads(
-        self, weights: LayerWeights, x: np.ndarray, *, noise: np.ndarray, mu: float, sigma: float,
-        z_cotangent: np.ndarray, **options: Any,
+        self,
+        weights: LayerWeights,
+        x: np.ndarray,
+        *,
+        noise: np.ndarray,
+        mu: float,
+        sigma: float,
+        z_cotangent: np.ndarray,
+        **options: Any,
     ) -> dict[str, np.ndarray]:
         """Float64 gradients of ``sum(z * z_cot) + sum(layer.kl)`` in the reference layout.
 

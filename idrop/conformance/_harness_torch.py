@@ -10,8 +10,7 @@ import torch
 from idrop.backends import torch as backend
 from idrop.conformance._harness import LayerWeights, Output
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-           "bfloat16": torch.bfloat16}
+_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _t(a: np.ndarray, dtype: str = "float64", grad: bool = False) -> torch.Tensor:
@@ -40,9 +39,13 @@ class TorchHarness:
     def info_dropout(self, f, alpha_logits, *, dtype, noise, training, mu, sigma, **options):
         _, options = _split(options)
         z, kl = backend.info_dropout(
-            _t(f, dtype), _t(alpha_logits, dtype), training=training,
+            _t(f, dtype),
+            _t(alpha_logits, dtype),
+            training=training,
             noise=None if noise is None else _t(noise, dtype if dtype in ("float64", "float32") else "float32"),
-            mu=mu, sigma=sigma, **options,
+            mu=mu,
+            sigma=sigma,
+            **options,
         )
         return Output(_np(z), _np(kl), _name(z), _name(kl))
 
@@ -56,14 +59,23 @@ class TorchHarness:
         if lognormal:
             inputs["mu"] = _t(mu, grad=True)
             inputs["sigma"] = _t(sigma, grad=True)
-        z, kl = backend.info_dropout(inputs["f"], inputs["alpha_logits"], noise=_t(noise),
-                                     mu=inputs.get("mu"), sigma=inputs.get("sigma"), **options)
+        z, kl = backend.info_dropout(
+            inputs["f"],
+            inputs["alpha_logits"],
+            noise=_t(noise),
+            mu=inputs.get("mu"),
+            sigma=inputs.get("sigma"),
+            **options,
+        )
         ((z * _t(z_cotangent)).sum() + (kl * _t(kl_cotangent)).sum()).backward()
         return {k: _np(v.grad) for k, v in inputs.items()}
 
     def apply_noise(self, law, f, raw, *, dtype, **params):
-        fn = {"binary": backend.binary_dropout, "gaussian": backend.gaussian_dropout,
-              "lognormal": backend.lognormal_dropout}[law]
+        fn = {
+            "binary": backend.binary_dropout,
+            "gaussian": backend.gaussian_dropout,
+            "lognormal": backend.lognormal_dropout,
+        }[law]
         raw_dtype = dtype if dtype in ("float64", "float32") else "float32"
         return _np(fn(_t(f, dtype), noise=_t(raw, raw_dtype), **params))
 
@@ -77,8 +89,11 @@ class TorchHarness:
         if law == "information":
             logits = torch.full(shape, float(params.pop("alpha_logits")), dtype=torch.float64)
             return _np(backend.info_dropout(ones, logits, generator=g, **params)[0])
-        fn = {"binary": backend.binary_dropout, "gaussian": backend.gaussian_dropout,
-              "lognormal": backend.lognormal_dropout}[law]
+        fn = {
+            "binary": backend.binary_dropout,
+            "gaussian": backend.gaussian_dropout,
+            "lognormal": backend.lognormal_dropout,
+        }[law]
         return _np(fn(ones, generator=g, **params))
 
     # -- layers ----------------------------------------------------------------
@@ -86,11 +101,11 @@ class TorchHarness:
         activation, options = _split(options)
         if w.kind == "linear":
             out_f, in_f = w.weight.shape
-            layer, alpha = torch.nn.Linear(in_f, out_f), torch.nn.Linear(in_f, out_f)
+            layer = torch.nn.Linear(in_f, out_f)
         else:
             o, i, k, _ = w.weight.shape
             layer = torch.nn.Conv2d(i, o, k, stride=w.stride, padding=w.padding)
-            alpha = torch.nn.Conv2d(i, o, k, stride=w.stride, padding=w.padding)
+        # The default alpha_layer (a fresh copy of layer's kind) is what users get.
         module = backend.InfoDropout(layer, activation=activation, **options).to(_DTYPES[dtype])
         with torch.no_grad():
             for p, a in ((layer.weight, w.weight), (layer.bias, w.bias)):
@@ -113,9 +128,13 @@ class TorchHarness:
         xt = _t(x, grad=True)
         z = module(xt, noise=_t(noise))
         ((z * _t(z_cotangent)).sum() + module.kl.sum()).backward()
-        grads = {"x": _np(xt.grad), "weight": _np(module.layer.weight.grad), "bias": _np(module.layer.bias.grad),
-                 "alpha_weight": _np(module.alpha_layer.weight.grad),
-                 "alpha_bias": _np(module.alpha_layer.bias.grad)}
+        grads = {
+            "x": _np(xt.grad),
+            "weight": _np(module.layer.weight.grad),
+            "bias": _np(module.layer.bias.grad),
+            "alpha_weight": _np(module.alpha_layer.weight.grad),
+            "alpha_bias": _np(module.alpha_layer.bias.grad),
+        }
         if module.spec.prior == "log-normal":
             grads["mu"] = _np(module.mu.grad)
             # d/dsigma = d/dlog_sigma / sigma: report the gradient the contract names.
@@ -126,7 +145,7 @@ class TorchHarness:
     def construct_error(self, **kwargs):
         try:
             backend.InfoDropout(torch.nn.Linear(4, 3), **kwargs)
-        except Exception as err:  # noqa: BLE001 - the suite compares whatever was raised
+        except Exception as err:
             return err
         return None
 
@@ -148,7 +167,7 @@ class TorchHarness:
                 raise KeyError(case)
         except KeyError:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return err
         return None
 

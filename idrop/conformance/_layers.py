@@ -25,8 +25,13 @@ def layer_problems(draw: st.DrawFn, kind: str) -> tuple[LayerWeights, np.ndarray
         wshape, x_shape = (c_out, c_in, k, k), (batch, c_in, size, size)
     scale = 1.0 / np.sqrt(np.prod(wshape[1:]))
     weights = LayerWeights(
-        kind, draw(arrays(wshape, -scale * 2, scale * 2)), draw(arrays(wshape[:1], -0.5, 0.5)),
-        draw(arrays(wshape, -scale * 4, scale * 4)), draw(arrays(wshape[:1], -1.0, 1.0)), stride, padding,
+        kind,
+        draw(arrays(wshape, -scale * 2, scale * 2)),
+        draw(arrays(wshape[:1], -0.5, 0.5)),
+        draw(arrays(wshape, -scale * 4, scale * 4)),
+        draw(arrays(wshape[:1], -1.0, 1.0)),
+        stride,
+        padding,
     )
     return weights, draw(arrays(x_shape, -2.0, 2.0))
 
@@ -43,8 +48,9 @@ def reference_layer(w: LayerWeights, x: np.ndarray, *, noise, training, mu, sigm
     """Reference ``(z, kl per sample)`` of ``InfoDropout(<map>)`` with these weights."""
     h, a = pre_activations(w, x)
     kw = {"mu": mu, "sigma": sigma}
-    z, kl = reference.info_dropout(reference.act(activation, h), a, noise=noise, training=training,
-                                   activation=activation, **options, **kw)
+    z, kl = reference.info_dropout(
+        reference.act(activation, h), a, noise=noise, training=training, activation=activation, **options, **kw
+    )
     return z, reference.per_sample_kl(kl)
 
 

@@ -16,8 +16,13 @@ from hypothesis import HealthCheck, settings
 from idrop.conformance import _backends
 from idrop.conformance._backends import Backend
 
-_COMMON = {"derandomize": True, "database": None, "deadline": None, "print_blob": True,
-           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much]}
+_COMMON = {
+    "derandomize": True,
+    "database": None,
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
+}
 settings.register_profile("ci", max_examples=15, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)

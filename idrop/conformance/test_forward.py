@@ -9,7 +9,18 @@ from hypothesis import strategies as st
 
 from idrop.core import reference
 
-from ._cases import CASES, GAUSSIAN_KL_CASES, NOISE_CASES, activations, arrays, logits, normals, prior_mu, prior_sigma, shapes
+from ._cases import (
+    CASES,
+    GAUSSIAN_KL_CASES,
+    NOISE_CASES,
+    activations,
+    arrays,
+    logits,
+    normals,
+    prior_mu,
+    prior_sigma,
+    shapes,
+)
 from ._harness import DTYPES
 from ._report import assert_close, record, repro
 from ._rounding import noise_dtype, round_to
@@ -43,7 +54,11 @@ def test_info_dropout(harness, case, dtype, data):
     out = harness.info_dropout(f, a, dtype=dtype, noise=eps, training=training, mu=mu, sigma=sigma, **opts)
     note = repro(
         f"load(Backend({harness.name!r})).info_dropout(f, a, dtype={dtype!r}, noise=eps, training={training}, "
-        f"mu={mu!r}, sigma={sigma!r}, **{opts!r})", f=f, a=a, eps=eps)
+        f"mu={mu!r}, sigma={sigma!r}, **{opts!r})",
+        f=f,
+        a=a,
+        eps=eps,
+    )
     assert out.z_dtype == dtype, note
     assert out.kl_dtype == KL_DTYPE[dtype], note
     if not training:
@@ -51,8 +66,13 @@ def test_info_dropout(harness, case, dtype, data):
         np.testing.assert_array_equal(out.z, f, err_msg=note)
     assert_close(out.z, z_ref, tol("elementwise", dtype), what="z", note=note)
     assert_close(out.kl, kl_ref, tol("elementwise", KL_DTYPE[dtype]), what="kl per unit", note=note)
-    assert_close(reference.per_sample_kl(out.kl), reference.per_sample_kl(kl_ref),
-                 tol("reduction", dtype), what="kl per sample", note=note)
+    assert_close(
+        reference.per_sample_kl(out.kl),
+        reference.per_sample_kl(kl_ref),
+        tol("reduction", dtype),
+        what="kl per sample",
+        note=note,
+    )
 
 
 @by_dtype
@@ -65,8 +85,13 @@ def test_alpha(harness, dtype, data):
     alpha_min = data.draw(st.sampled_from([0.0, 1e-3]))
     record(harness.name, f"alpha/{dtype}")
     got = harness.alpha(a, dtype=dtype, max_alpha=max_alpha, alpha_min=alpha_min)
-    assert_close(got, reference.alpha(a, max_alpha=max_alpha, alpha_min=alpha_min), tol("elementwise", dtype),
-                 what="alpha", note=repro(f"alpha(a, max_alpha={max_alpha}, alpha_min={alpha_min})", a=a))
+    assert_close(
+        got,
+        reference.alpha(a, max_alpha=max_alpha, alpha_min=alpha_min),
+        tol("elementwise", dtype),
+        what="alpha",
+        note=repro(f"alpha(a, max_alpha={max_alpha}, alpha_min={alpha_min})", a=a),
+    )
 
 
 @by_dtype
@@ -83,8 +108,13 @@ def test_baseline_noise(harness, case, dtype, data):
     record(harness.name, f"noise/{case.name}/{dtype}")
     got = harness.apply_noise(case.law, f, raw, dtype=dtype, **case.params)
     want = reference.apply_noise(case.law, f, raw, **case.params)
-    assert_close(got, want, tol("elementwise", dtype), what=case.name,
-                 note=repro(f"apply_noise({case.law!r}, f, raw, dtype={dtype!r}, **{case.params!r})", f=f, raw=raw))
+    assert_close(
+        got,
+        want,
+        tol("elementwise", dtype),
+        what=case.name,
+        note=repro(f"apply_noise({case.law!r}, f, raw, dtype={dtype!r}, **{case.params!r})", f=f, raw=raw),
+    )
 
 
 @by_dtype
@@ -99,19 +129,26 @@ def test_gaussian_kl(harness, case, dtype, data):
     record(harness.name, f"gaussian-kl/{dtype}")
     out = harness.gaussian_kl(mu, scale, dtype=dtype)
     assert out.kl_dtype == KL_DTYPE[dtype]
-    assert_close(out.kl, reference.gaussian_kl(mu, scale), tol("elementwise", KL_DTYPE[dtype]),
-                 what="gaussian kl", note=repro(f"gaussian_kl(mu, scale, dtype={dtype!r})", mu=mu, scale=scale))
+    assert_close(
+        out.kl,
+        reference.gaussian_kl(mu, scale),
+        tol("elementwise", KL_DTYPE[dtype]),
+        what="gaussian kl",
+        note=repro(f"gaussian_kl(mu, scale, dtype={dtype!r})", mu=mu, scale=scale),
+    )
 
 
 def test_mean_one_is_mean_one(harness):
     """The mean-1 form has mean 1: sample mean within 5 standard errors (fixed seed)."""
     record(harness.name, "mean-one")
     n, alpha_logits = 200_000, 2.0
-    z = harness.sample("information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7,
-                       alpha_min=1e-3, mean_one=True)
+    z = harness.sample(
+        "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=True
+    )
     alpha = float(reference.alpha(alpha_logits))
     std = np.sqrt(np.expm1(alpha**2))  # std of a mean-1 log-normal
     assert abs(z.mean() - 1.0) < 5 * std / np.sqrt(n), (z.mean(), std)
-    median_one = harness.sample("information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7,
-                                alpha_min=1e-3, mean_one=False)
+    median_one = harness.sample(
+        "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=False
+    )
     assert abs(np.median(median_one) - 1.0) < 0.01

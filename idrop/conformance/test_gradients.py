@@ -55,8 +55,14 @@ def test_functional_gradients(harness, case, data):
         want["mu"] = stencil(lambda t: loss(f, a, mu_=mu + t).sum())
         want["sigma"] = stencil(lambda t: loss(f, a, sigma_=sigma + t).sum())
     got = harness.info_dropout_grads(f, a, noise=eps, mu=mu, sigma=sigma, z_cotangent=cz, kl_cotangent=ckl, **opts)
-    note = repro(f"info_dropout_grads(f, a, noise=eps, mu={mu}, sigma={sigma}, z_cotangent=cz, "
-                 f"kl_cotangent=ckl, **{opts!r})", f=f, a=a, eps=eps, cz=cz, ckl=ckl)
+    note = repro(
+        f"info_dropout_grads(f, a, noise=eps, mu={mu}, sigma={sigma}, z_cotangent=cz, kl_cotangent=ckl, **{opts!r})",
+        f=f,
+        a=a,
+        eps=eps,
+        cz=cz,
+        ckl=ckl,
+    )
     assert set(got) == set(want), note
     for name, value in want.items():
         assert_close(got[name], value, tol("gradient", "float64"), what=f"d/d{name}", note=note)
@@ -90,8 +96,13 @@ def test_layer_gradients(harness, case, kind, data):
         return float((z * cz).sum() + kl.sum())
 
     got = harness.layer_grads(w, x, noise=noise, mu=mu, sigma=sigma, z_cotangent=cz, **opts)
-    note = repro(f"layer_grads(w, x, noise=noise, mu={mu}, sigma={sigma}, z_cotangent=cz, **{opts!r})",
-                 x=x, noise=noise, cz=cz, w=repr(w))
+    note = repro(
+        f"layer_grads(w, x, noise=noise, mu={mu}, sigma={sigma}, z_cotangent=cz, **{opts!r})",
+        x=x,
+        noise=noise,
+        cz=cz,
+        w=repr(w),
+    )
     rng = np.random.default_rng(seed)
     groups = {"x": x, "weight": w.weight, "bias": w.bias, "alpha_weight": w.alpha_weight, "alpha_bias": w.alpha_bias}
     if lognormal:
@@ -111,5 +122,10 @@ def test_layer_gradients(harness, case, kind, data):
                 return loss(w_=dataclasses.replace(w, **{name: moved}))
 
             # Scale h down where a ReLU pre-activation could cross its kink.
-            assert_close(np.sum(got[name] * v), stencil(along, H / 4), tol("gradient", "float64"),
-                         what=f"d/d{name} along a random direction", note=note)
+            assert_close(
+                np.sum(got[name] * v),
+                stencil(along, H / 4),
+                tol("gradient", "float64"),
+                what=f"d/d{name} along a random direction",
+                note=note,
+            )

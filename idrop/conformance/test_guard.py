@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from idrop.core import KL_REGISTRY, NOISE_LAWS
-from idrop.core.priors import GaussianPosterior, LogNormalPosterior, LogNormalPrior, LogUniformPrior, StandardNormalPrior
+from idrop.core.priors import (
+    GaussianPosterior,
+    LogNormalPosterior,
+    LogNormalPrior,
+    LogUniformPrior,
+    StandardNormalPrior,
+)
 from idrop.core.spec import PRIORS
 
 from ._cases import CASES, GAUSSIAN_KL_CASES, NOISE_CASES
@@ -27,7 +33,8 @@ def test_every_kl_pair_has_cases():
         if posterior is LogNormalPosterior:
             assert _PRIOR_NAME[prior] in {c.prior for c in CASES}, (posterior, prior)
             assert any(c.options.get("mean_one") and c.prior == _PRIOR_NAME[prior] for c in CASES), (
-                f"mean-one form of {prior.__name__} has no case")
+                f"mean-one form of {prior.__name__} has no case"
+            )
         elif (posterior, prior) == (GaussianPosterior, StandardNormalPrior):
             assert "gaussian-standardnormal" in GAUSSIAN_KL_CASES
         else:

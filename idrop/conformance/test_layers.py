@@ -38,16 +38,21 @@ def test_layer(harness, case, kind, dtype, data):
     training = data.draw(st.booleans(), label="training")
     mu, sigma = data.draw(prior_mu, label="mu"), data.draw(prior_sigma, label="sigma")
     x = round_to(x, dtype)
-    w = type(w)(w.kind, *(round_to(a, dtype) for a in (w.weight, w.bias, w.alpha_weight, w.alpha_bias)),
-                w.stride, w.padding)
+    w = type(w)(
+        w.kind, *(round_to(a, dtype) for a in (w.weight, w.bias, w.alpha_weight, w.alpha_bias)), w.stride, w.padding
+    )
     h, _ = pre_activations(w, x)
     noise = round_to(data.draw(normals(h.shape), label="noise"), noise_dtype(dtype))
     record(harness.name, f"layer/{kind}/{case.name}/{dtype}")
     opts = dict(case.options)
     z_ref, kl_ref = reference_layer(w, x, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
     out = harness.layer(w, x, dtype=dtype, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
-    note = repro(f"layer(w, x, dtype={dtype!r}, noise=noise, training={training}, mu={mu}, sigma={sigma}, "
-                 f"**{opts!r})", x=x, noise=noise, w=repr(w))
+    note = repro(
+        f"layer(w, x, dtype={dtype!r}, noise=noise, training={training}, mu={mu}, sigma={sigma}, **{opts!r})",
+        x=x,
+        noise=noise,
+        w=repr(w),
+    )
     assert out.z_dtype == dtype and out.kl_dtype == KL_DTYPE[dtype], note
     assert_close(out.z, z_ref, _tol("elementwise", dtype), what="layer z", note=note)
     assert_close(out.kl, kl_ref, _tol("reduction", dtype), what="layer kl per sample", note=note)

@@ -34,8 +34,8 @@ from .spec import check_alpha_min as check_alpha_min
 from .spec import check_beta as check_beta
 from .spec import check_float_dtype as check_float_dtype
 from .spec import check_max_alpha as check_max_alpha
-from .spec import check_nonnegative as check_nonnegative
 from .spec import check_n_train as check_n_train
+from .spec import check_nonnegative as check_nonnegative
 from .spec import check_probability as check_probability
 from .spec import check_same_shape as check_same_shape
 

@@ -32,10 +32,7 @@ def register_kl(posterior_type: type, prior_type: type) -> Callable[[Callable], 
     def decorator(fn: Callable) -> Callable:
         key = (posterior_type, prior_type)
         if key in KL_REGISTRY:
-            raise KeyError(
-                f"KL({posterior_type.__name__} || {prior_type.__name__}) "
-                "is registered already"
-            )
+            raise KeyError(f"KL({posterior_type.__name__} || {prior_type.__name__}) is registered already")
         KL_REGISTRY[key] = fn
         return fn
 

@@ -42,9 +42,7 @@ def lognormal_noise(f: Array, alpha: Array, eps: Array, *, mean_one: bool = Fals
     return f * lognormal_multiplier(alpha, eps, mean_one=mean_one, xp=xp)
 
 
-def constant_lognormal_noise(
-    f: Array, eps: Array, *, alpha: float, mean_one: bool = False, xp: Namespace
-) -> Array:
+def constant_lognormal_noise(f: Array, eps: Array, *, alpha: float, mean_one: bool = False, xp: Namespace) -> Array:
     """Log-normal dropout with one fixed ``alpha`` for every unit (no alpha branch)."""
     alpha = check_nonnegative("alpha", alpha)
     return lognormal_noise(f, alpha, eps, mean_one=mean_one, xp=xp)

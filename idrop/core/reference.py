@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional, loss, noise
+from ._xp import activation as _activation
 from .kl import kl_divergence
 from .priors import GaussianPosterior, StandardNormalPrior
 from .spec import InfoDropoutSpec
-from ._xp import activation as _activation
 
 _F64 = np.float64
 
@@ -110,8 +110,8 @@ def conv2d(x: object, weight: object, bias: object | None, *, stride: int = 1, p
     """2-D cross-correlation, NCHW input and ``[out, in, kh, kw]`` weight (torch layout)."""
     x, w = as_f64(x), as_f64(weight)
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
+    h, wd = x.shape[2:]
+    kh, kw = w.shape[2:]
     ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride][:, :, :ho, :wo]  # n c ho wo kh kw

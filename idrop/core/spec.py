@@ -26,10 +26,7 @@ def invalid(name: str, expected: str, value: Any) -> ValueError:
         >>> str(invalid("beta", "a float >= 0", -1))
         'Invalid value received for argument `beta`. Expected a float >= 0. Received: beta=-1'
     """
-    return ValueError(
-        f"Invalid value received for argument `{name}`. "
-        f"Expected {expected}. Received: {name}={value!r}"
-    )
+    return ValueError(f"Invalid value received for argument `{name}`. Expected {expected}. Received: {name}={value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -65,16 +65,18 @@ def test_injected_noise_matches_reference():
     z = module(x, noise=eps)
     h = module.layer(x).detach().numpy()
     a = module.alpha_layer(x).detach().numpy()
-    z_ref, kl_ref = reference.info_dropout(reference.act("softplus", h), a, noise=eps.numpy(), activation="softplus",
-                                           mean_one=True)
+    z_ref, kl_ref = reference.info_dropout(
+        reference.act("softplus", h), a, noise=eps.numpy(), activation="softplus", mean_one=True
+    )
     np.testing.assert_allclose(z.detach().numpy(), z_ref, rtol=1e-12)
     np.testing.assert_allclose(module.kl.detach().numpy(), kl_ref.sum(1), rtol=1e-12)
 
 
 def test_training_step_reduces_ib_loss():
     torch.manual_seed(0)
-    model = nn.Sequential(InfoDropout(nn.Linear(10, 32)), InfoDropout(nn.Linear(32, 32), activation="softplus"),
-                          nn.Linear(32, 2))
+    model = nn.Sequential(
+        InfoDropout(nn.Linear(10, 32)), InfoDropout(nn.Linear(32, 32), activation="softplus"), nn.Linear(32, 2)
+    )
     x, y = torch.randn(64, 10), torch.randint(0, 2, (64,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -110,8 +112,14 @@ def test_state_dict_round_trip():
     x, eps = torch.randn(2, 3, 6, 6), torch.randn(2, 4, 4, 4)
     torch.testing.assert_close(a(x, noise=eps), b(x, noise=eps), rtol=0, atol=0)
     torch.testing.assert_close(a.kl, b.kl, rtol=0, atol=0)
-    assert set(a.state_dict()) == {"layer.weight", "layer.bias", "alpha_layer.weight", "alpha_layer.bias", "mu",
-                                   "log_sigma"}
+    assert set(a.state_dict()) == {
+        "layer.weight",
+        "layer.bias",
+        "alpha_layer.weight",
+        "alpha_layer.bias",
+        "mu",
+        "log_sigma",
+    }
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -34,7 +34,8 @@ def test_noise_forms():
 def test_mean_one_form_has_mean_one_by_quadrature(alpha):
     law = NOISE_LAWS["information"]
     mean, _ = integrate.quad(
-        lambda e: law.apply(1.0, alpha, np.float64(e), mean_one=True, xp=np) * stats.norm.pdf(e), -40, 40)
+        lambda e: law.apply(1.0, alpha, np.float64(e), mean_one=True, xp=np) * stats.norm.pdf(e), -40, 40
+    )
     assert mean == pytest.approx(1.0, abs=1e-10)
     median = law.apply(1.0, alpha, np.float64(0.0), mean_one=False, xp=np)
     assert median == 1.0
@@ -51,8 +52,9 @@ def test_loguniform_kl_is_zero_at_the_cap_and_masks_zero_units():
 def test_loguniform_kl_is_entropy_difference():
     """KL(logN(log f, a^2) || log-uniform) = -H(N(0, a^2)) + const: differences match."""
     a1, a2 = 0.2, 0.5
-    kl = reference.info_dropout(np.ones((1, 2)), np.log(np.array([[a1, a2]]) / (0.7 - np.array([[a1, a2]]))),
-                                training=False, alpha_min=0.0)[1]
+    kl = reference.info_dropout(
+        np.ones((1, 2)), np.log(np.array([[a1, a2]]) / (0.7 - np.array([[a1, a2]]))), training=False, alpha_min=0.0
+    )[1]
     h = stats.norm(scale=a2).entropy() - stats.norm(scale=a1).entropy()
     assert kl[0, 0] - kl[0, 1] == pytest.approx(h, rel=1e-12)
 
@@ -60,8 +62,9 @@ def test_loguniform_kl_is_entropy_difference():
 @pytest.mark.parametrize("mean_one", [False, True])
 def test_lognormal_prior_kl_matches_scipy_monte_carlo(mean_one):
     f, logit, mu, sigma = 1.7, 0.4, 0.3, 1.4
-    _, kl = reference.info_dropout([[f]], [[logit]], activation="softplus", mu=mu, sigma=sigma,
-                                   training=False, mean_one=mean_one)
+    _, kl = reference.info_dropout(
+        [[f]], [[logit]], activation="softplus", mu=mu, sigma=sigma, training=False, mean_one=mean_one
+    )
     alpha = float(reference.alpha(logit))
     loc = math.log(f) - (alpha**2 / 2 if mean_one else 0.0)
     # Closed form via SciPy's entropy and cross-entropy of normals, on log z.
@@ -104,5 +107,5 @@ def test_reference_conv_matches_a_direct_loop():
     for o in range(3):
         for i in range(3):
             for j in range(3):
-                want = (xp[0, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3] * w[o]).sum() + b[o]
+                want = (xp[0, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3] * w[o]).sum() + b[o]
                 assert y[0, o, i, j] == pytest.approx(want, rel=1e-12)

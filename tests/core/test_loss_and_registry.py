@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from idrop.core import KL_REGISTRY, NOISE_LAWS, ib_loss, kl_divergence, kl_term, per_sample_kl, register_kl, register_noise
+from idrop.core import (
+    KL_REGISTRY,
+    NOISE_LAWS,
+    ib_loss,
+    kl_divergence,
+    kl_term,
+    per_sample_kl,
+    register_kl,
+    register_noise,
+)
 from idrop.core.priors import LogNormalPosterior, LogUniformPrior
 
 

@@ -1,0 +1,86 @@
+"""Helpers the experiment modules share: reading the CLI's common options, KL-share maths.
+
+Framework-free: the CLI imports experiment modules lazily, and ``--help`` must not
+pay for a deep-learning import.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+SUPPORTED_BACKENDS = ("torch",)
+
+
+def seeds_of(args: argparse.Namespace, default: Sequence[int] = (0,)) -> list[int]:
+    """The seeds to run: ``--seeds`` as a list, a single int (a count), or the default."""
+    seeds = getattr(args, "seeds", None)
+    if seeds is None:
+        return list(default)
+    if isinstance(seeds, int):
+        return list(range(seeds))
+    if isinstance(seeds, str):
+        return [int(s) for s in seeds.replace(",", " ").split()]
+    return [int(s) for s in seeds]
+
+
+def epochs_of(args: argparse.Namespace, quick: int, full: int) -> int:
+    """``--epochs`` if given, else the quick or full default."""
+    epochs = getattr(args, "epochs", None)
+    if epochs is not None:
+        return int(epochs)
+    return quick if getattr(args, "quick", False) else full
+
+
+def backend_of(args: argparse.Namespace, experiment: str) -> str:
+    """The backend, checked against those this experiment has (TF/JAX ports are pending)."""
+    backend = getattr(args, "backend", None) or "torch"
+    if backend not in SUPPORTED_BACKENDS:
+        raise NotImplementedError(
+            f"The {experiment} experiment exists for {', '.join(SUPPORTED_BACKENDS)} only; "
+            f"received --backend {backend}."
+        )
+    return backend
+
+
+def progress_of(args: argparse.Namespace) -> bool:
+    """Whether to show progress (``--no-progress`` turns it off)."""
+    return not getattr(args, "no_progress", False)
+
+
+def box_on_grid(boxes: np.ndarray, canvas: int, size: int) -> np.ndarray:
+    """Scale canvas boxes ``(y0, x0, y1, x1)`` (end-exclusive) to a ``size`` x ``size`` map.
+
+    The box grows to every cell it touches (floor of the start, ceiling of the end), so a
+    feature map cell that sees part of the digit counts as inside.
+    """
+    b = np.asarray(boxes, dtype=np.float64) * (size / canvas)
+    out = np.concatenate([np.floor(b[:, :2]), np.ceil(b[:, 2:])], axis=1).astype(np.int64)
+    return np.clip(out, 0, size)
+
+
+def kl_share_in_box(kl_maps: np.ndarray, boxes: np.ndarray, canvas: int) -> tuple[float, float]:
+    """Mean share of the KL mass inside each image's box, and the mean share of the map it covers.
+
+    Args:
+        kl_maps: ``[n, h, w]`` non-negative KL per position (summed over channels), ``h == w``.
+        boxes: ``[n, 4]`` canvas boxes ``(y0, x0, y1, x1)``, end-exclusive.
+        canvas: The canvas side the boxes refer to.
+
+    Returns:
+        ``(kl_share, box_share)``: averages over images of (KL inside box / total KL) and of
+        (box cells / all cells), both measured on the map's own grid so they compare.
+    """
+    kl = np.asarray(kl_maps, dtype=np.float64)
+    n, h, w = kl.shape
+    if h != w:
+        raise ValueError(f"kl_maps must be square; received shape {kl.shape}")
+    grid = box_on_grid(boxes, canvas, h)
+    inside = np.zeros_like(kl, dtype=bool)
+    for i, (y0, x0, y1, x1) in enumerate(grid):
+        inside[i, y0:y1, x0:x1] = True
+    total = kl.sum(axis=(1, 2))
+    share = np.where(total > 0, (kl * inside).sum(axis=(1, 2)) / np.maximum(total, 1e-300), 0.0)
+    return float(share.mean()), float(inside.mean(axis=(1, 2)).mean())

@@ -1,0 +1,96 @@
+"""PyTorch pieces the experiment trainers share: seeding, batching, checkpoints, BN dry run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from idrop.backends.torch import BinaryDropout, InfoDropout
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``--device`` or CUDA when present, else CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+    """Index batches over ``n`` items, shuffled when ``rng`` is given; the last may be short."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    """A 'same'-padded conv without bias (batch norm follows, so a bias is redundant) and its BN."""
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)
+
+
+def noisy_block(method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float,
+                stride: int = 2, rate: float = 0.5) -> nn.Module:
+    """The stride-2 conv with its noise: Information Dropout, binary dropout, or none."""
+    conv, bn = conv_bn(c_in, c_out, 3, stride)
+    if method == "information":
+        return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn)
+    if method == "binary":
+        return BinaryDropout(conv, activation=activation, rate=rate, norm=bn)
+    if method == "none":
+        return nn.Sequential(conv, bn, nn.ReLU() if activation == "relu" else nn.Softplus())
+    raise ValueError(f"Unknown method {method!r}; expected 'information', 'binary' or 'none'.")
+
+
+@torch.no_grad()
+def refresh_batch_norm(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    """Re-estimate batch-norm statistics over ``x`` with all noise off (the official "dry run").
+
+    Running averages gathered under noise do not match the noiseless test-time
+    activations; an exact (cumulative) average over the training set without noise does.
+    """
+    model.eval()  # noise off everywhere ...
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:  # ... but batch norm accumulates fresh statistics
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    for idx in batches(len(x), batch_size):
+        model(x[idx].to(device))
+    model.eval()
+
+
+def save_torch_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any | None, rng: np.random.Generator) -> None:
+    """Model, optimizer, scheduler and every RNG state in one file."""
+    torch.save({
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+    }, path)
+
+
+def load_torch_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any | None, rng: np.random.Generator) -> None:
+    """Restore what :func:`save_torch_state` wrote."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = state["numpy_rng"]
+
+
+def per_unit_kl(layer: InfoDropout, x: torch.Tensor) -> torch.Tensor:
+    """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps)."""
+    from idrop.backends.torch import info_dropout
+
+    f = layer.activation_of(x)
+    lognormal = layer.spec.prior == "log-normal"
+    _, kl = info_dropout(f, layer.alpha_layer(x), **layer.spec.kl_options, training=False,
+                         mu=layer.mu if lognormal else None, sigma=layer.sigma if lognormal else None)
+    return kl
