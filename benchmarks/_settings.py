@@ -1,0 +1,98 @@
+"""Sizes, repeats and targets of the suite, and the result rows every backend returns.
+
+A result row is a plain dict (JSON-ready) with an ``id`` of the form
+``backend/device/kind/case/mode``. ``kind`` is one of :data:`KINDS`. Numbers live under
+``times_ms`` / ``bytes`` / ``images_per_s`` (per variant) and ``ratios``; ``targets``
+holds the upper bounds the issue sets for some ratios. A row that could not be
+measured has ``skipped`` (the reason) instead of numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+KINDS = ("layer_train", "layer_eval", "memory", "throughput")
+
+# Upper bounds on ratios (CPU targets of the issue "Speed and memory").
+TARGETS = {
+    "layer_train": {"idrop/floor": 1.10, "idrop/naive": 1.00},
+    "layer_eval": {"idrop/plain": 1.05},
+    "memory": {"idrop/naive": 0.60},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Problem sizes and repeat counts; :meth:`tiny` gives the CI smoke-test version."""
+
+    # InfoDropout(Linear in->out) at batch `lin_batch`.
+    lin_batch: int = 128
+    lin_in: int = 784
+    lin_out: int = 1024
+    # InfoDropout(Conv2d ch->ch, 3x3, stride 2, padding 1) on hw x hw inputs.
+    conv_batch: int = 32
+    conv_ch: int = 96
+    conv_hw: int = 32
+    # MNIST MLP 784-W-W-W-10 and All-CNN-32 (channel widths c1, c2).
+    mlp_batch: int = 128
+    mlp_in: int = 784
+    mlp_width: int = 1024
+    cnn_batch: int = 32
+    cnn_hw: int = 32
+    cnn_c1: int = 96
+    cnn_c2: int = 192
+    # Rounds of the round-robin timing (see _timing.compare).
+    repeats: int = 11
+    throughput_repeats: int = 5
+    warmup: int = 3
+    throughput_warmup: int = 2
+    compile: bool = True
+    tiny: bool = False
+    # CPU threads per framework (0: the framework's default, all cores). One thread by default: on a
+    # shared, oversubscribed machine multi-threaded OpenMP regions stall at their barriers whenever a
+    # sibling thread is descheduled (a tiny conv step went from 0.2 ms to 60 ms), which swamps the ratios.
+    threads: int = 1
+
+    @classmethod
+    def tiny_settings(cls, **overrides: Any) -> Settings:
+        small = {
+            "lin_batch": 8, "lin_in": 32, "lin_out": 64, "conv_batch": 2, "conv_ch": 8, "conv_hw": 8,
+            "mlp_batch": 8, "mlp_in": 32, "mlp_width": 32, "cnn_batch": 2, "cnn_hw": 8, "cnn_c1": 8, "cnn_c2": 16,
+            "repeats": 2, "throughput_repeats": 1, "warmup": 1, "throughput_warmup": 1, "compile": False, "tiny": True,
+        }
+        return cls(**{**small, **overrides})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def row(backend: str, device: str, kind: str, case: str, mode: str, **fields: Any) -> dict[str, Any]:
+    """A result row; ``ratios`` are checked against :data:`TARGETS` into ``met``."""
+    out = {"id": f"{backend}/{device}/{kind}/{case}/{mode}", "backend": backend, "device": device,
+           "kind": kind, "case": case, "mode": mode, **fields}
+    targets = {k: v for k, v in TARGETS.get(kind, {}).items() if k in fields.get("ratios", {})}
+    if targets and device == "cpu":
+        out["targets"] = targets
+        out["met"] = {k: bool(fields["ratios"][k] <= v) for k, v in targets.items()}
+    return out
+
+
+def skipped(backend: str, device: str, kind: str, case: str, mode: str, reason: str) -> dict[str, Any]:
+    """A row that could not be measured, with the reason."""
+    return {"id": f"{backend}/{device}/{kind}/{case}/{mode}", "backend": backend, "device": device,
+            "kind": kind, "case": case, "mode": mode, "skipped": reason}
+
+
+def numbers(r: dict[str, Any]) -> list[float]:
+    """Every measured number of a row (for checks: all must be finite and positive)."""
+    vals: list[float] = []
+    for key in ("times_ms", "bytes", "images_per_s", "ratios"):
+        vals.extend(float(v) for v in r.get(key, {}).values())
+    return vals
+
+
+def all_finite_positive(r: dict[str, Any]) -> bool:
+    vals = numbers(r)
+    return bool(vals) and all(math.isfinite(v) and v > 0 for v in vals)

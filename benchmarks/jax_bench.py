@@ -1,0 +1,269 @@
+"""JAX / Flax NNX benchmarks: layer step (eager, ``nnx.jit``), eval forward, XLA memory analysis,
+network throughput (``nnx.jit``).
+
+Devices: the CPU always, plus the first GPU when JAX has one. Data layout NHWC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from benchmarks._settings import Settings, row, skipped
+from benchmarks._timing import compare
+from benchmarks.naive_jax import NaiveInfoDropout
+from idrop.backends.jax import InfoDropout, ib_loss
+
+BACKEND = "jax"
+N_TRAIN = 60_000
+BETA = 1.0
+
+
+def devices() -> list[tuple[str, Any]]:
+    out = [("cpu", jax.devices("cpu")[0])]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    return out + ([("gpu", gpus[0])] if gpus else [])
+
+
+def _sync(out: Any) -> None:
+    jax.block_until_ready(out)
+
+
+def _problem(case: str, s: Settings) -> tuple[Callable[[int, int], nnx.Module], int, jax.Array]:
+    """``(make(out, seed) -> map, out, x)`` for the Linear or the Conv case."""
+    key = jax.random.key(0)
+    if case == "linear":
+        return ((lambda out, seed: nnx.Linear(s.lin_in, out, rngs=nnx.Rngs(seed))), s.lin_out,
+                jax.random.normal(key, (s.lin_batch, s.lin_in)))
+    return ((lambda out, seed: nnx.Conv(s.conv_ch, out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                                        rngs=nnx.Rngs(seed))), s.conv_ch,
+            jax.random.normal(key, (s.conv_batch, s.conv_hw, s.conv_hw, s.conv_ch)))
+
+
+class _Floor(nnx.Module):
+    """The stacked map (both weight matrices in one) plus as many normal draws as the noise needs."""
+
+    def __init__(self, layer: nnx.Module, out: int) -> None:
+        self.layer, self.out, self.rngs = layer, out, nnx.Rngs(dropout=2)
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        y = self.layer(x)
+        return y, jax.random.normal(self.rngs.dropout(), (*y.shape[:-1], self.out), y.dtype)
+
+
+class _Binary(nnx.Module):
+    def __init__(self, layer: nnx.Module) -> None:
+        self.layer, self.dropout = layer, nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=3))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.dropout(jax.nn.relu(self.layer(x)))
+
+
+def _models(case: str, s: Settings) -> tuple[dict[str, nnx.Module], dict[str, Callable], jax.Array]:
+    """The four variants of the layer training step and their ``loss(model, x) -> (loss, aux)``."""
+    make, out, x = _problem(case, s)
+    models = {
+        "idrop": InfoDropout(make(out, 0), activation="relu", rngs=nnx.Rngs(1, dropout=1)),
+        "floor": _Floor(make(2 * out, 0), out),
+        "naive": NaiveInfoDropout(make(out, 0), make(out, 1), rngs=nnx.Rngs(dropout=1)),
+        "binary": _Binary(make(out, 0)),
+    }
+
+    def f_idrop(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
+        z = m(x)
+        return ib_loss(jnp.mean(z), m, beta=BETA, n_train=N_TRAIN), None
+
+    def f_floor(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
+        y, eps = m(x)
+        return jnp.mean(y), eps  # eps returned so XLA cannot drop the draw
+
+    def f_naive(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
+        z, kl = m(x)
+        return jnp.mean(z) + BETA * jnp.mean(jnp.sum(kl.reshape(kl.shape[0], -1), axis=1)) / N_TRAIN, None
+
+    def f_binary(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
+        return jnp.mean(m(x)), None
+
+    return models, {"idrop": f_idrop, "floor": f_floor, "naive": f_naive, "binary": f_binary}, x
+
+
+def _step(loss_fn: Callable, model: nnx.Module, x: jax.Array, compiled: bool) -> Callable[[], Any]:
+    def go(m: nnx.Module, x: jax.Array) -> Any:
+        return nnx.value_and_grad(loss_fn, has_aux=True)(m, x)
+
+    fn = nnx.jit(go) if compiled else go
+    return lambda: fn(model, x)
+
+
+def layer_train(case: str, s: Settings, device: tuple[str, Any], compiled: bool) -> dict[str, Any]:
+    name, dev = device
+    with jax.default_device(dev):
+        models, losses, x = _models(case, s)
+        steps = {k: _step(fn, models[k], x, compiled) for k, fn in losses.items()}
+        c = compare(steps, repeats=s.repeats, warmup=s.warmup, sync=_sync)
+    return row(BACKEND, name, "layer_train", case, "compiled" if compiled else "eager",
+               times_ms={k: c.median_ms(k) for k in steps},
+               ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+               spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")})
+
+
+def layer_eval(case: str, s: Settings, device: tuple[str, Any], compiled: bool) -> dict[str, Any]:
+    name, dev = device
+    with jax.default_device(dev):
+        make, out, x = _problem(case, s)
+        idrop = InfoDropout(make(out, 0), activation="relu", deterministic=True, rngs=nnx.Rngs(1, dropout=1))
+        plain = make(out, 0)
+
+        def f_idrop(m: nnx.Module, x: jax.Array) -> jax.Array:
+            return m(x)
+
+        def f_plain(m: nnx.Module, x: jax.Array) -> jax.Array:
+            return jax.nn.relu(m(x))
+
+        fns = {"idrop": (f_idrop, idrop), "plain": (f_plain, plain)}
+        calls = {}
+        for k, (f, m) in fns.items():
+            g = nnx.jit(f) if compiled else f
+            calls[k] = lambda g=g, m=m: g(m, x)
+        c = compare(calls, repeats=s.repeats, warmup=s.warmup, sync=_sync)
+    return row(BACKEND, name, "layer_eval", case, "compiled" if compiled else "eager",
+               times_ms={k: c.median_ms(k) for k in calls},
+               ratios={"idrop/plain": c.ratio("idrop", "plain")},
+               spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
+
+
+def memory(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
+    """XLA's own accounting of the compiled training step (``memory_analysis()``)."""
+    name, dev = device
+    with jax.default_device(dev):
+        models, losses, x = _models(case, s)
+        temp, args = {}, {}
+        for k, fn in losses.items():
+            graphdef, state = nnx.split(models[k])
+
+            def pure(state: Any, x: jax.Array, graphdef: Any = graphdef, fn: Callable = fn) -> Any:
+                m = nnx.merge(graphdef, state)
+                return nnx.value_and_grad(fn, has_aux=True)(m, x)
+
+            stats = jax.jit(pure).lower(state, x).compile().memory_analysis()
+            if stats is None:
+                return skipped(BACKEND, name, "memory", case, "xla_temp", "memory_analysis() is not available here")
+            temp[k], args[k] = stats.temp_size_in_bytes, stats.argument_size_in_bytes
+    if min(temp.values()) <= 0:
+        return skipped(BACKEND, name, "memory", case, "xla_temp", f"XLA reported no temporaries: {temp}")
+    return row(BACKEND, name, "memory", case, "xla_temp", bytes=temp, argument_bytes=args,
+               ratios={"idrop/naive": temp["idrop"] / temp["naive"], "idrop/floor": temp["idrop"] / temp["floor"]},
+               note="temp_size_in_bytes of the jitted value_and_grad step (XLA memory_analysis); under jit the "
+                    "naive and idrop graphs are fused alike")
+
+
+# ---------------------------------------------------------------- networks --
+
+
+def _hidden(method: str, layer: nnx.Module, seed: int, norm: nnx.Module | None = None) -> list[Callable]:
+    if method == "information":
+        return [InfoDropout(layer, activation="relu", norm=norm, rngs=nnx.Rngs(seed, dropout=seed))]
+    mods: list[Callable] = [layer] + ([norm] if norm is not None else []) + [jax.nn.relu]
+    return mods + ([nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=seed))] if method == "binary" else [])
+
+
+def mnist_mlp(method: str, s: Settings) -> nnx.Module:
+    layers: list[Callable] = []
+    d = s.mlp_in
+    for i in range(3):
+        layers += _hidden(method, nnx.Linear(d, s.mlp_width, rngs=nnx.Rngs(i)), seed=100 + i)
+        d = s.mlp_width
+    return nnx.Sequential(*layers, nnx.Linear(d, 10, rngs=nnx.Rngs(9)))
+
+
+def _global_avg_pool(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+def all_cnn_32(method: str, s: Settings) -> nnx.Module:
+    c1, c2 = s.cnn_c1, s.cnn_c2
+    seeds = iter(range(1000))
+
+    def conv(cin: int, cout: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[Callable]:
+        seed = next(seeds)
+        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", rngs=nnx.Rngs(seed))
+        return _hidden(method if drop else "none", layer, 100 + seed, nnx.BatchNorm(cout, rngs=nnx.Rngs(seed)))
+
+    return nnx.Sequential(
+        *conv(3, c1), *conv(c1, c1), *conv(c1, c1, stride=2, drop=True),
+        *conv(c1, c2), *conv(c2, c2), *conv(c2, c2, stride=2, drop=True),
+        *conv(c2, c2), *conv(c2, c2, k=1), nnx.Conv(c2, 10, (1, 1), rngs=nnx.Rngs(99)), _global_avg_pool,
+    )
+
+
+@nnx.jit
+def _train_step(model: nnx.Module, opt: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    def loss_fn(model: nnx.Module) -> jax.Array:
+        task = optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+        return ib_loss(task, model, beta=BETA, n_train=N_TRAIN)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    opt.update(model, grads)
+    return loss
+
+
+def throughput(net: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
+    name, dev = device
+    with jax.default_device(dev):
+        key = jax.random.key(1)
+        if net == "mlp":
+            build, batch, x = mnist_mlp, s.mlp_batch, jax.random.normal(key, (s.mlp_batch, s.mlp_in))
+        else:
+            build, batch = all_cnn_32, s.cnn_batch
+            x = jax.random.normal(key, (batch, s.cnn_hw, s.cnn_hw, 3))
+        y = jax.random.randint(key, (batch,), 0, 10)
+        steps = {}
+        for method in ("none", "binary", "information"):
+            model = build(method, s)
+            opt = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param)
+            steps[method] = lambda model=model, opt=opt: _train_step(model, opt, x, y)
+        c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync, min_sample_s=0.0)
+    return row(BACKEND, name, "throughput", net, "compiled",
+               images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
+               times_ms={k: c.median_ms(k) for k in steps},
+               ratios={"information/none": c.ratio("information", "none"),
+                       "information/binary": c.ratio("information", "binary")},
+               note="nnx.jit train step; ratios are of step times (above 1: slower)")
+
+
+def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for device in devices():
+        for case in ("linear", "conv"):
+            # jax.jit is not optional in JAX: it runs under --no-compile too (eager JAX is op-by-op dispatch).
+            for compiled in (False, True):
+                mode = "compiled" if compiled else "eager"
+                for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    log(f"jax {device[0]} {kind} {case} {mode}")
+                    rows.append(fn(case, s, device, compiled))
+            log(f"jax {device[0]} memory {case}")
+            rows.append(memory(case, s, device))
+        for net in ("mlp", "allcnn"):
+            log(f"jax {device[0]} throughput {net}")
+            rows.append(throughput(net, s, device))
+    return rows
+
+
+def info() -> dict[str, Any]:
+    import flax
+    import jaxlib
+
+    out: dict[str, Any] = {"versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                                        "flax": flax.__version__, "optax": optax.__version__}}
+    gpu = [d for name, d in devices() if name == "gpu"]
+    if gpu:
+        out["gpu"] = gpu[0].device_kind
+    return out
