@@ -7,7 +7,9 @@ pay for a deep-learning import.
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +76,7 @@ def kl_share_in_box(kl_maps: np.ndarray, boxes: np.ndarray, canvas: int) -> tupl
         (box cells / all cells), both measured on the map's own grid so they compare.
     """
     kl = np.asarray(kl_maps, dtype=np.float64)
-    n, h, w = kl.shape
+    _, h, w = kl.shape
     if h != w:
         raise ValueError(f"kl_maps must be square; received shape {kl.shape}")
     grid = box_on_grid(boxes, canvas, h)
@@ -84,3 +86,16 @@ def kl_share_in_box(kl_maps: np.ndarray, boxes: np.ndarray, canvas: int) -> tupl
     total = kl.sum(axis=(1, 2))
     share = np.where(total > 0, (kl * inside).sum(axis=(1, 2)) / np.maximum(total, 1e-300), 0.0)
     return float(share.mean()), float(inside.mean(axis=(1, 2)).mean())
+
+
+def prepare(results: Any, config: dict[str, Any], resume: bool) -> None:
+    """Write ``config.json``; without ``--resume``, first clear the previous runs' state.
+
+    With ``--resume`` a different configuration is an error (see ``ResultDir.write_config``),
+    so finished runs are never mixed with runs made under other settings.
+    """
+    if not resume:
+        for path in (results.state, results.metrics):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(results.checkpoints, ignore_errors=True)
+    results.write_config(config, overwrite=not resume)

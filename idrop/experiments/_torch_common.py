@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from idrop.backends.torch import BinaryDropout, InfoDropout
+from idrop.backends.torch import BinaryDropout, InfoDropout, info_dropout
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -87,8 +87,6 @@ def load_torch_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 
 def per_unit_kl(layer: InfoDropout, x: torch.Tensor) -> torch.Tensor:
     """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps)."""
-    from idrop.backends.torch import info_dropout
-
     f = layer.activation_of(x)
     lognormal = layer.spec.prior == "log-normal"
     _, kl = info_dropout(f, layer.alpha_layer(x), **layer.spec.kl_options, training=False,

@@ -17,15 +17,15 @@ training-set size; for the baselines it is the cross-entropy alone).
 This module holds the protocol once; ``_mnist_<backend>.py`` holds each framework's
 model and train step. Settings:
 
-- ``--quick``: widths 32 and 128, methods none/binary/information, 3 seeds, 40
+- ``--quick``: widths 32 and 128, methods none/binary/information, 3 seeds, 30
   epochs, at most 5,000 training images: a few minutes per backend on 2 CPU cores.
 - paper (default): widths 256..3072 (the paper's multipliers 0.25..3 of 1024 units),
   all five methods, 5 seeds, 100 epochs, all the training images found.
 
-``beta`` is 3 and ``max_alpha`` 0.7 (the official code's cap) in both. With the
-official normalisation (KL divided by ``n_train``) beta of this order is what makes
-the bottleneck bite on a 5,000-image training set; it was picked on the quick grid
-once, for all widths and seeds together (seeds are always 0..N-1).
+``beta`` is 1 and ``max_alpha`` 0.7 (the official code's cap) in both, the same for
+every width. beta was picked from {1, 3} on a 2-seed, 40-epoch PyTorch pilot of the
+quick grid (beta=1 already beat binary dropout at both widths; beta=3 was not
+finished), then fixed for every backend; seeds are always 0..N-1.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class MnistConfig:
     epochs: int
     batch_size: int = 100
     learning_rate: float = 1e-3
-    beta: float = 3.0
+    beta: float = 1.0
     max_alpha: float = 0.7
     dropout_rate: float = 0.5
     lognormal_alpha: float = 0.7
@@ -75,7 +75,7 @@ class MnistConfig:
 
 
 QUICK: dict[str, Any] = {
-    "widths": (32, 128), "methods": ("none", "binary", "information"), "seeds": 3, "epochs": 40, "limit_train": 5000,
+    "widths": (32, 128), "methods": ("none", "binary", "information"), "seeds": 3, "epochs": 30, "limit_train": 5000,
 }
 PAPER: dict[str, Any] = {
     "widths": (256, 512, 1024, 2048, 3072), "methods": METHODS, "seeds": 5, "epochs": 100, "limit_train": None,
@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="train on the first N training images only (default: 5000 with --quick, else all)")
     g.add_argument("--batch-size", type=int, metavar="N", default=None, help="minibatch size (default: 100)")
     g.add_argument("--lr", type=float, metavar="LR", default=None, help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--devices", type=int, metavar="N", default=None,
+                   help="data-parallel over N devices of --device's kind (JAX: a sharding Mesh; TensorFlow: "
+                        "MirroredStrategy); --batch-size stays the GLOBAL batch. PyTorch takes N from torchrun "
+                        "(see docs/distributed.md). Default: 1")
 
 
 def config_from_args(args: argparse.Namespace, n_available: int, source: str) -> MnistConfig:
@@ -128,15 +132,13 @@ class _StopAfter:
     recorded, which is where a SIGKILL between epochs would leave the folder.
     """
 
-    budget = 0
-
-    def __init__(self, run: Run, limit: int) -> None:
-        self.run, self.limit = run, limit
+    def __init__(self, run: Run, limit: int, trained: list[int]) -> None:
+        self.run, self.limit, self.trained = run, limit, trained
 
     def train_epoch(self, epoch: int) -> Mapping[str, float]:
-        if _StopAfter.budget >= self.limit:
+        if self.trained[0] >= self.limit:
             raise SystemExit(3)
-        _StopAfter.budget += 1
+        self.trained[0] += 1
         return self.run.train_epoch(epoch)
 
     def evaluate(self) -> Mapping[str, float]:
@@ -154,33 +156,95 @@ def backend_module(backend: str) -> Any:
     return importlib.import_module(f"idrop.experiments._mnist_{backend}")
 
 
+class _SingleProcess:
+    """The replica of a one-process job (JAX and TensorFlow drive all their devices from one)."""
+
+    is_main = True
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def close(self) -> None:
+        pass
+
+
+def follow_grid(results: ResultDir, registry: RunRegistry, keys: list[RunKey], make_run: Callable[[RunKey], Run],
+                epochs: int) -> None:
+    """What a non-main torchrun rank does instead of :func:`run_grid`: the same runs, no writes.
+
+    ``registry`` is read before rank 0 can change it, so every rank resumes the same runs
+    from the same checkpoints; the collectives inside each epoch keep the ranks in step.
+    """
+    for key in keys:
+        if registry.is_finished(key):
+            continue
+        done, checkpoint = registry.resume_point(key)
+        run = make_run(key)
+        if checkpoint is not None and (results.root / checkpoint).exists():
+            run.load_state(results.root / checkpoint)
+        else:
+            done = 0
+        for epoch in range(done + 1, epochs + 1):
+            run.train_epoch(epoch)
+        run.evaluate()
+
+
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the grid and write the summary; return the exit status."""
     data, source = load_data(args.data_dir, None)
     config = config_from_args(args, len(data.x_train), source)
     if config.n_train < len(data.x_train):
         data = data._replace(x_train=data.x_train[: config.n_train], y_train=data.y_train[: config.n_train])
-    results = ResultDir.create(args.out, EXPERIMENT, args.backend)
-    if not args.resume and (RunRegistry(results.state).finished or RunRegistry(results.state).in_progress):
-        print(f"idrop: error: {results.root} already holds runs; pass --resume to continue them, "
-              "or choose another --out.", file=sys.stderr)
+    devices = getattr(args, "devices", None)
+    if devices is not None and devices < 1:
+        print(f"idrop: error: --devices must be >= 1; received {devices}", file=sys.stderr)
         return 2
+    module = backend_module(args.backend)
     try:
-        results.write_config(config.as_dict())
+        replica = module.Replica(args.device, devices) if hasattr(module, "Replica") else _SingleProcess()
     except ValueError as err:
         print(f"idrop: error: {err}", file=sys.stderr)
         return 2
-    module = backend_module(args.backend)
-    make_run: Callable[[RunKey], Run] = module.make_runs(data, config, args.device)
+    try:
+        return _run(args, module, replica, data, config, source, devices or 1)
+    finally:
+        replica.close()
+
+
+def _run(args: argparse.Namespace, module: Any, replica: Any, data: Any, config: MnistConfig, source: str,
+         devices: int) -> int:
+    results = ResultDir.create(args.out, EXPERIMENT, args.backend)
+    registry = RunRegistry(results.state)  # read before rank 0 writes anything (see follow_grid)
+    status = 0
+    if replica.is_main:
+        if not args.resume and (registry.finished or registry.in_progress):
+            print(f"idrop: error: {results.root} already holds runs; pass --resume to continue them, "
+                  "or choose another --out.", file=sys.stderr)
+            status = 2
+        else:
+            try:
+                results.write_config(config.as_dict())
+            except ValueError as err:
+                print(f"idrop: error: {err}", file=sys.stderr)
+                status = 2
+    if replica.broadcast(status):
+        return 2
+    make_run: Callable[[RunKey], Run] = module.make_runs(data, config, args.device, devices)
     if args.stop_after_epochs is not None:
-        inner, limit = make_run, args.stop_after_epochs
-        make_run = lambda key: _StopAfter(inner(key), limit)  # noqa: E731
+        inner, limit, trained = make_run, args.stop_after_epochs, [0]  # epochs trained by this call, all runs
+        make_run = lambda key: _StopAfter(inner(key), limit, trained)  # noqa: E731
+    if not replica.is_main:
+        follow_grid(results, registry, config.keys(), make_run, config.epochs)
+        return 0
     progress = not args.no_progress
     if progress:
-        print(f"mnist on {args.backend} ({module.device_name(args.device)}): {len(config.keys())} runs, "
+        name = module.device_name(args.device) + (f" x {devices}" if devices > 1 else "")
+        print(f"mnist on {args.backend} ({name}): {len(config.keys())} runs, "
               f"n_train={config.n_train}, {source}", flush=True)
     run_grid(results, config.keys(), make_run, epochs=config.epochs, progress=progress)
     summary = write_summary(results)
+    if results.checkpoints.is_dir() and not any(results.checkpoints.iterdir()):
+        results.checkpoints.rmdir()  # finished runs delete their checkpoints; leave no empty folder behind
     if progress:
         print(results.table.read_text())
     return 0 if summary else 1

