@@ -1,0 +1,188 @@
+"""TensorFlow ports of the Cluttered MNIST, VAE and CIFAR-10 experiments: tiny end-to-end runs and resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("keras")
+
+
+def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` with the common options (as ``idrop.cli`` adds them) and the module's own."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--backend", default="tensorflow")
+    p.add_argument("--device")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="results")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    module.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from idrop.experiments import cluttered
+
+    rng = np.random.default_rng(0)
+    digits = (rng.random((40, 784)) > 0.7).astype(np.float32)
+    labels = rng.integers(0, 10, 40)
+    splits = (digits, labels, digits[:20], labels[:20], "synthetic digits")
+    args = parse(
+        cluttered,
+        [
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--betas",
+            "0.1",
+            "1",
+            "--filter-percentage",
+            "0.0625",
+            "--convs-per-block",
+            "1",
+            "--canvas",
+            "48",
+            "--n-train",
+            "32",
+            "--n-test",
+            "8",
+            "--show",
+            "2",
+            "--batch-size",
+            "16",
+        ],
+    )
+    assert cluttered.run(args, splits=splits) == 0
+    root = tmp_path / "cluttered" / "tensorflow"
+    assert (root / "heatmaps.png").stat().st_size > 0 and (root / "table.md").exists()
+    runs = json.loads((root / "results.json").read_text())["runs"]
+    assert len(runs) == 2
+    for r in runs:
+        assert math.isfinite(r["test_error"])
+        assert 0 <= r["layer1_kl_share_in_box"] <= 1 and 0 < r["layer1_box_share"] <= 1
+        assert r["layer1_size"] == 24 and r["layer4_size"] == 3
+    maps = np.load(root / "kl_maps" / "beta0.1_w0.0625_s0.npz")["layer1"]
+    assert maps.shape == (2, 24, 24) and (maps >= 0).all() and maps.sum() > 0
+    assert not (root / "checkpoints").exists() or not any((root / "checkpoints").iterdir())
+
+
+def test_vae_tiny_end_to_end(tmp_path: Path) -> None:
+    from idrop.experiments import vae
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    splits = (x[:48], y[:48], x[48:], y[48:], "synthetic")
+    args = parse(
+        vae,
+        ["--out", str(tmp_path), "--epochs", "1", "--no-progress", "--k", "1", "--scale", "32", "--batch-size", "16"],
+    )
+    assert vae.run(args, splits=splits) == 0
+    root = tmp_path / "vae" / "tensorflow"
+    assert (root / "table.md").exists()
+    summary = json.loads((root / "results.json").read_text())["summary"]
+    assert {s["latent"] for s in summary} == {"gaussian", "information"}
+    for s in summary:
+        # An ELBO is a log-likelihood bound of binary images: finite and below 0.
+        assert math.isfinite(s["test_elbo"]) and s["test_elbo"] < 0
+
+
+def test_vae_checkpoint_round_trip(tmp_path: Path) -> None:
+    """save_state / load_state restore weights, optimizer, noise seeds and the batch order."""
+    from idrop.experiments import RunKey
+    from idrop.experiments._vae_tensorflow import VaeRun
+
+    rng = np.random.default_rng(0)
+    data = {
+        "x_train": (rng.random((32, 784)) > 0.5).astype(np.float32),
+        "x_test": (rng.random((16, 784)) > 0.5).astype(np.float32),
+    }
+    cfg = {"device": "cpu", "scale": 32.0, "max_alpha": 1.0, "lr": 1e-3, "batch_size": 16, "eval_samples": 1}
+    key = RunKey("information", 1.0, 0)
+    a = VaeRun(key, cfg, data)
+    a.train_epoch(1)
+    a.save_state(tmp_path / "ckpt")
+    b = VaeRun(key, cfg, data)
+    b.load_state(tmp_path / "ckpt")
+    assert a.train_epoch(2) == pytest.approx(b.train_epoch(2), rel=1e-5)
+
+
+def _write_tiny_cifar(root: Path, per_batch: int = 8) -> None:
+    from idrop.data import cifar10
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [*cifar10.TRAIN_BATCHES, cifar10.TEST_BATCH]:
+        batch = {
+            b"batch_label": b"tiny",
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+            b"filenames": [b"x.png"] * per_batch,
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [c.encode() for c in cifar10.CLASSES]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_cifar10_tiny_end_to_end(tmp_path: Path) -> None:
+    from idrop.experiments import cifar10
+
+    _write_tiny_cifar(tmp_path / "data")
+    args = parse(
+        cifar10,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--filter-percentage",
+            "0.05",
+            "--batch-size",
+            "8",
+            "--methods",
+            "information",
+            "binary",
+        ],
+    )
+    assert cifar10.run(args) == 0
+    root = tmp_path / "out" / "cifar10" / "tensorflow"
+    assert (root / "table.md").exists()
+    runs = json.loads((root / "results.json").read_text())["runs"]
+    assert {r["method"] for r in runs} == {"information", "binary"}
+    assert all(math.isfinite(r["test_error"]) and 0 <= r["test_error"] <= 1 for r in runs)
+
+
+def test_batch_norm_refresh_matches_batch_statistics() -> None:
+    """The dry run leaves the average over batches of the noiseless batch mean and unbiased variance."""
+    import keras
+
+    from idrop.backends.tensorflow import InfoDropout
+    from idrop.experiments._tensorflow_common import BatchNorm, refresh_batch_norm
+
+    bn = BatchNorm()
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    model = keras.Sequential([keras.Input((6, 6, 2)), InfoDropout(conv, activation="softplus", norm=bn, seed=0)])
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 2)).astype(np.float32)
+    refresh_batch_norm(model, x, 4)
+    h = np.asarray(conv(x)).reshape(2, -1, 3)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), h.mean(1).mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), h.var(1, ddof=1).mean(0), rtol=1e-4, atol=1e-5)
