@@ -1,8 +1,9 @@
 """PyTorch adapter: ``info_dropout`` (like ``F.dropout``) and ``InfoDropout`` (like ``nn.Dropout``).
 
 Sections, in order: (1) the framework import and the ``xp`` shim the core runs
-on; (2) the functional ops, which draw noise with torch's RNG (optionally a
-``generator=``) unless ``noise=`` is given; (3) the modules and the loss helpers.
+on (defined, with the fused training kernel, in ``_torch_kernel.py``); (2) the
+functional ops, which draw noise with torch's RNG (optionally a ``generator=``)
+unless ``noise=`` is given; (3) the modules and the loss helpers.
 
 Example:
     >>> import torch
@@ -26,6 +27,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("torch", "PyTorch") from err
 
+from idrop.backends import _torch_kernel as _kernel
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core._xp import activation as _activation
@@ -39,6 +41,7 @@ from idrop.core.spec import (
     check_nonnegative,
     check_probability,
     check_same_shape,
+    invalid,
 )
 
 __all__ = [
@@ -58,61 +61,36 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- #
-# 1. The array namespace the core is written against (see idrop/core/_xp.py). #
+# 1. The array namespace the core is written against (see idrop/core/_xp.py), #
+#    the noise draws and the fused training kernel live in _torch_kernel.py.  #
 # --------------------------------------------------------------------------- #
 
-
-class _TorchNamespace:
-    """The handful of array-API names the core uses, spelled for torch."""
-
-    exp = staticmethod(torch.exp)
-    expm1 = staticmethod(torch.expm1)
-    log = staticmethod(torch.log)
-    log1p = staticmethod(torch.log1p)
-    logaddexp = staticmethod(torch.logaddexp)
-    maximum = staticmethod(torch.maximum)
-    sqrt = staticmethod(torch.sqrt)
-    square = staticmethod(torch.square)
-    where = staticmethod(torch.where)
-    zeros_like = staticmethod(torch.zeros_like)
-    ones_like = staticmethod(torch.ones_like)
-    asarray = staticmethod(torch.as_tensor)
-
-    @staticmethod
-    def astype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return x.to(dtype)
-
-    @staticmethod
-    def sum(x: torch.Tensor, axis: Any = None) -> torch.Tensor:
-        return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
-
-    @staticmethod
-    def mean(x: torch.Tensor, axis: Any = None) -> torch.Tensor:
-        return torch.mean(x) if axis is None else torch.mean(x, dim=axis)
-
-
-xp = _TorchNamespace()
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """float32 for half-precision tensors (KL and noise), else the tensor's dtype."""
-    return torch.float32 if t.dtype in _HALF else t.dtype
+xp = _kernel.xp
+_compute_dtype = _kernel.compute_dtype
+_draw_normal = _kernel.draw_normal
 
 
 def _check_float(name: str, t: torch.Tensor) -> None:
     check_float_dtype(name, str(t.dtype).removeprefix("torch."), t.is_floating_point())
 
 
-def _draw_normal(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normals shaped like ``like``, in float32 at least (never half)."""
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=_compute_dtype(like))
-
-
 # --------------------------------------------------------------------------- #
 # 2. Functional ops.                                                           #
 # --------------------------------------------------------------------------- #
+
+
+def _kl_dtype(f: torch.Tensor) -> torch.dtype | None:
+    """The ``kl_dtype`` argument of the core: float32 for half-precision ``f``, else ``None``."""
+    return None if _compute_dtype(f) == f.dtype else _compute_dtype(f)
+
+
+def _prior_params(spec: InfoDropoutSpec, f: torch.Tensor, mu: Any, sigma: Any) -> tuple[Any, Any]:
+    """``(mu, sigma)`` as tensors in the KL's dtype for the log-normal prior; ``(None, None)`` otherwise."""
+    if spec.prior != "log-normal":
+        return None, None
+    dtype = _compute_dtype(f)
+    mu = torch.as_tensor(0.0 if mu is None else mu, dtype=dtype, device=f.device)
+    return mu, torch.as_tensor(1.0 if sigma is None else sigma, dtype=dtype, device=f.device)
 
 
 def alpha_from_logits(alpha_logits: torch.Tensor, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> torch.Tensor:
@@ -163,23 +141,21 @@ def info_dropout(
     _check_float("f", f)
     _check_float("alpha_logits", alpha_logits)
     check_same_shape(f.shape, alpha_logits.shape)
-    kl_dtype = _compute_dtype(f)
-    if spec.prior == "log-normal":
-        mu = torch.as_tensor(0.0 if mu is None else mu, dtype=kl_dtype, device=f.device)
-        sigma = torch.as_tensor(1.0 if sigma is None else sigma, dtype=kl_dtype, device=f.device)
-    eps = None
+    mu, sigma = _prior_params(spec, f, mu, sigma)
     if training:
-        eps = _draw_normal(f, generator) if noise is None else noise.to(device=f.device, dtype=kl_dtype)
+        return _kernel.train_step(
+            f,
+            alpha_logits,
+            spec=spec,
+            activation=None,
+            reduce=False,
+            mu=mu,
+            sigma=sigma,
+            noise=noise,
+            generator=generator,
+        )
     return _functional.info_dropout(
-        f,
-        alpha_logits,
-        eps,
-        spec=spec,
-        mu=mu,
-        sigma=sigma,
-        training=training,
-        kl_dtype=kl_dtype if kl_dtype != f.dtype else None,
-        xp=xp,
+        f, alpha_logits, None, spec=spec, mu=mu, sigma=sigma, training=False, kl_dtype=_kl_dtype(f), xp=xp
     )
 
 
@@ -216,7 +192,8 @@ def binary_dropout(
     if not training or rate == 0.0:
         return f
     if noise is None:
-        noise = torch.rand(f.shape, generator=generator, device=f.device, dtype=_compute_dtype(f))
+        kw = {} if generator is None else {"generator": generator}  # rand_like: symbolic shapes under compile
+        noise = torch.rand_like(f, dtype=_compute_dtype(f), memory_format=torch.contiguous_format, **kw)
     return _baseline("binary", f, noise, rate=rate)
 
 
@@ -311,7 +288,7 @@ class _NoisyMap(nn.Module):
         h = self.layer(x)
         if self.norm is not None:
             h = self.norm(h)
-        return _activation(self.spec_activation, h, xp=xp)
+        return _activation(self.spec_activation, h, xp=_kernel.kernel_xp)
 
 
 class InfoDropout(_NoisyMap):
@@ -320,10 +297,17 @@ class InfoDropout(_NoisyMap):
     .. math:: z = f(x)\,e^{\alpha(x)\,\epsilon}, \quad f = \mathrm{act}(\mathrm{norm}(\mathrm{layer}(x))),
         \quad \alpha = \alpha_{\min} + \alpha_{\max}\,\sigma(\mathrm{alpha\_layer}(x))
 
-    In training mode (``module.train()``) the log-normal noise is applied; in
-    evaluation mode the output is ``f(x)``. Either way the per-sample KL
-    (eq. 3 or 4, summed over units) is left on ``.kl`` (shape ``[batch]``) for
-    :func:`kl_loss` and :func:`ib_loss`.
+    In training mode (``module.train()``) the log-normal noise is applied and the
+    per-sample KL (eq. 3 or 4, summed over units) is left on ``.kl`` (shape
+    ``[batch]``) for :func:`kl_loss` and :func:`ib_loss`. In evaluation mode the
+    output is ``f(x)``, computed without the alpha branch, and ``.kl`` is ``None``
+    unless ``eval_kl=True``.
+
+    Training steps run the element-wise chain as one autograd function that keeps
+    only the pre-activation and the alpha logits for backward (the noise is drawn
+    again from the saved generator state), so double backward is not supported;
+    with the default ``alpha_layer`` of a convolution both maps are one stacked
+    convolution (``state_dict`` keys stay ``layer.*`` and ``alpha_layer.*``).
 
     Args:
         layer: ``nn.Linear`` or ``nn.Conv1d/2d/3d`` (any module if ``alpha_layer`` is given).
@@ -335,6 +319,7 @@ class InfoDropout(_NoisyMap):
         zero_units: ``"count"`` or ``"mask"`` for units with ``f(x) == 0`` (log-uniform prior).
         norm: optional module between ``layer`` and the activation (batch norm in the paper's CNNs).
         alpha_layer: the alpha branch; default a fresh copy of ``layer``'s kind and shape.
+        eval_kl: also compute ``.kl`` in evaluation mode (default: skip the alpha branch).
 
     Shape:
         Input: whatever ``layer`` takes. Output: ``layer``'s output shape. ``.kl``: ``[batch]``.
@@ -356,11 +341,18 @@ class InfoDropout(_NoisyMap):
         zero_units: str = "count",
         norm: nn.Module | None = None,
         alpha_layer: nn.Module | None = None,
+        eval_kl: bool = False,
     ) -> None:
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
+        if not isinstance(eval_kl, bool):
+            raise invalid("eval_kl", "a bool", eval_kl)
         super().__init__(layer, spec.activation, norm)
         self.spec = spec
+        self.eval_kl = eval_kl
         self.alpha_layer = _fresh_copy(layer) if alpha_layer is None else alpha_layer
+        # One convolution with both weights stacked beats two on the CPU (one im2col); two
+        # Linear maps beat one on concatenated weights (the copy costs more than it saves).
+        self._stack = alpha_layer is None and isinstance(layer, _CONV) and layer.groups == 1
         if spec.prior == "log-normal":
             p = next(layer.parameters(), None)
             kw = {} if p is None else {"device": p.device, "dtype": p.dtype}
@@ -377,28 +369,69 @@ class InfoDropout(_NoisyMap):
         self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
-        f = self.activation_of(x)
-        alpha_logits = self.alpha_layer(x)
-        check_same_shape(f.shape, alpha_logits.shape)
+        if not self.training and not self.eval_kl:
+            self.kl = None
+            return self.activation_of(x)
+        _check_float("x", x)
+        h, alpha_logits = self._maps(x)
+        check_same_shape(h.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
-        z, kl = info_dropout(
-            f,
-            alpha_logits,
-            **self.spec.kl_options,
-            training=self.training,
-            noise=noise,
-            generator=generator,
-            mu=self.mu if lognormal else None,
-            sigma=self.sigma if lognormal else None,
+        mu, sigma = _prior_params(self.spec, h, self.mu if lognormal else None, self.sigma if lognormal else None)
+        if self.training:
+            z, self.kl = _kernel.train_step(
+                h,
+                alpha_logits,
+                spec=self.spec,
+                activation=self.spec_activation,
+                reduce=True,
+                mu=mu,
+                sigma=sigma,
+                noise=noise,
+                generator=generator,
+            )
+            return z
+        f = _activation(self.spec_activation, h, xp=_kernel.kernel_xp)
+        z, kl = _functional.info_dropout(
+            f, alpha_logits, None, spec=self.spec, mu=mu, sigma=sigma, training=False, kl_dtype=_kl_dtype(f), xp=xp
         )
         self.kl = kl.flatten(1).sum(1)
         return z
+
+    def _stacks(self) -> bool:
+        """Whether :meth:`_maps` may run the two convolutions as one (both still alike, no hooks)."""
+        if not self._stack:
+            return False
+        layer, alpha = self.layer, self.alpha_layer
+        return (
+            type(alpha) is type(layer)
+            and not (layer._forward_hooks or layer._forward_pre_hooks)
+            and not (alpha._forward_hooks or alpha._forward_pre_hooks)
+            and alpha.weight.shape == layer.weight.shape
+            and alpha.weight.dtype == layer.weight.dtype
+            and alpha.weight.device == layer.weight.device
+            and (alpha.bias is None) == (layer.bias is None)
+            and (alpha.stride, alpha.padding, alpha.dilation, alpha.groups, alpha.padding_mode)
+            == (layer.stride, layer.padding, layer.dilation, layer.groups, layer.padding_mode)
+        )
+
+    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(norm(layer(x)), alpha_layer(x))``, the two maps of a stacked default copy in one call."""
+        if self._stacks():
+            layer, alpha = self.layer, self.alpha_layer
+            weight = torch.cat([layer.weight, alpha.weight])
+            bias = None if layer.bias is None else torch.cat([layer.bias, alpha.bias])
+            h, alpha_logits = layer._conv_forward(x, weight, bias).split(layer.out_channels, dim=1)
+        else:
+            h, alpha_logits = self.layer(x), self.alpha_layer(x)
+        if self.norm is not None:
+            h = self.norm(h)
+        return h, alpha_logits
 
     def extra_repr(self) -> str:
         s = self.spec
         return (
             f"activation={s.activation!r}, prior={s.prior!r}, max_alpha={s.max_alpha}, "
-            f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}"
+            f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}, eval_kl={self.eval_kl}"
         )
 
 

@@ -106,7 +106,8 @@ class TorchHarness:
             o, i, k, _ = w.weight.shape
             layer = torch.nn.Conv2d(i, o, k, stride=w.stride, padding=w.padding)
         # The default alpha_layer (a fresh copy of layer's kind) is what users get.
-        module = backend.InfoDropout(layer, activation=activation, **options).to(_DTYPES[dtype])
+        # eval_kl: the contract checks the KL in evaluation mode too.
+        module = backend.InfoDropout(layer, activation=activation, eval_kl=True, **options).to(_DTYPES[dtype])
         with torch.no_grad():
             for p, a in ((layer.weight, w.weight), (layer.bias, w.bias)):
                 p.copy_(_t(a))

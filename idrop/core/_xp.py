@@ -20,8 +20,14 @@ def sigmoid(a: Array, *, xp: Namespace) -> Array:
     """Logistic function ``1 / (1 + exp(-a))`` without overflow.
 
     Written as ``exp(-softplus(-a))`` so large ``|a|`` neither overflows nor
-    produces 0/0, and the gradient stays finite everywhere.
+    produces 0/0, and the gradient stays finite everywhere. A namespace may offer
+    its own ``sigmoid`` (an optional name of the protocol): the adapters' shims
+    pass the framework's fused, correctly rounded kernel, which is one pass over
+    the data instead of three and agrees with this form to a few ulps.
     """
+    native = getattr(xp, "sigmoid", None)
+    if native is not None:
+        return native(a)
     return xp.exp(-softplus(-a, xp=xp))
 
 

@@ -40,11 +40,16 @@ def test_shapes_and_kl(layer, x_shape, z_shape, activation):
         assert (module.kl >= 0).all()
 
 
-def test_eval_is_exactly_f_and_still_gives_kl():
+def test_eval_is_exactly_f_and_skips_kl_unless_asked():
     module = InfoDropout(nn.Linear(6, 4)).eval()
     x = torch.randn(3, 6)
     np.testing.assert_array_equal(module(x).detach(), torch.relu(module.layer(x)).detach())
+    assert module.kl is None and kl_loss(module, 10).item() == 0.0
+    module.eval_kl = True
+    np.testing.assert_array_equal(module(x).detach(), torch.relu(module.layer(x)).detach())
     assert module.kl.shape == (3,)
+    with pytest.raises(ValueError, match="argument `eval_kl`"):
+        InfoDropout(nn.Linear(6, 4), eval_kl=1)
 
 
 def test_generator_makes_draws_reproducible():
@@ -190,3 +195,183 @@ def test_other_modules_need_an_alpha_layer():
 def test_extra_repr_names_the_options():
     text = repr(InfoDropout(nn.Linear(2, 2), max_alpha=0.5))
     assert "prior='log-uniform'" in text and "max_alpha=0.5" in text
+
+
+# -- the fused kernel (idrop/backends/_torch_kernel.py) ------------------------------------------
+
+
+def _grads(module, x, **kw):
+    module.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(True)
+    z = module(x, **kw)
+    ((z * torch.linspace(-1, 1, z.numel(), dtype=z.dtype).reshape(z.shape)).sum() + module.kl.sum()).backward()
+    return z.detach(), module.kl.detach(), [x.grad] + [p.grad for p in module.parameters()]
+
+
+def _unfused_grads(module, x, eps):
+    """The same step by plain autograd through the core (the adapter before the kernel)."""
+    from idrop.backends.torch import xp
+    from idrop.core import functional
+    from idrop.core._xp import activation
+
+    module.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(True)
+    h = module.layer(x)
+    f = activation(module.spec.activation, h, xp=xp)
+    lognormal = module.spec.prior == "log-normal"
+    z, kl = functional.info_dropout(
+        f,
+        module.alpha_layer(x),
+        eps,
+        spec=module.spec,
+        xp=xp,
+        **({"mu": module.mu, "sigma": module.sigma} if lognormal else {}),
+    )
+    kl = kl.flatten(1).sum(1)
+    ((z * torch.linspace(-1, 1, z.numel(), dtype=z.dtype).reshape(z.shape)).sum() + kl.sum()).backward()
+    return z.detach(), kl.detach(), [x.grad] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize(
+    ("layer", "x_shape"),
+    [(nn.Linear(7, 5), (4, 7)), (nn.Conv2d(3, 6, 3, stride=2, padding=1), (2, 3, 8, 8))],
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"activation": "relu"},
+        {"activation": "softplus"},
+        {"activation": "relu", "mean_one": True, "zero_units": "mask"},
+        {"activation": "relu", "prior": "log-normal", "mean_one": True},
+    ],
+)
+def test_kernel_matches_plain_autograd(layer, x_shape, options):
+    torch.manual_seed(0)
+    module = InfoDropout(layer, **options).double()
+    if module.spec.prior == "log-normal":
+        with torch.no_grad():
+            module.mu.fill_(0.3)
+            module.log_sigma.fill_(-0.2)
+    x = torch.randn(x_shape, dtype=torch.float64)
+    eps = torch.randn(module.layer(x).shape, dtype=torch.float64)
+    z, kl, grads = _grads(module, x, noise=eps)
+    z0, kl0, grads0 = _unfused_grads(module, x, eps)
+    torch.testing.assert_close(z, z0, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(kl, kl0, rtol=1e-12, atol=1e-12)
+    for g, g0 in zip(grads, grads0, strict=True):
+        torch.testing.assert_close(g, g0, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_generator", [False, True])
+@pytest.mark.parametrize("layer", [nn.Linear(7, 5), nn.Conv2d(3, 6, 3, padding=1)])
+def test_redrawn_noise_gives_the_gradients_of_the_drawn_noise(layer, use_generator):
+    """eps is not kept for backward but drawn again from the saved generator state: bit for bit the same."""
+    module = InfoDropout(layer, activation="relu")
+    x = torch.randn((4, 7) if isinstance(layer, nn.Linear) else (2, 3, 6, 6))
+    seed = 1234
+
+    def gen():
+        if use_generator:
+            return {"generator": torch.Generator().manual_seed(seed)}
+        torch.manual_seed(seed)
+        return {}
+
+    z, _kl, grads = _grads(module, x, **gen())
+    eps = torch.randn(z.shape, **({"generator": torch.Generator().manual_seed(seed)} if use_generator else {}))
+    if not use_generator:
+        torch.manual_seed(seed)
+        eps = torch.randn(z.shape)
+    z1, _kl1, grads1 = _grads(module, x, noise=eps)
+    torch.testing.assert_close(z, z1, rtol=0, atol=0)
+    for g, g1 in zip(grads, grads1, strict=True):
+        torch.testing.assert_close(g, g1, rtol=0, atol=0)
+    # The draw advanced the default generator exactly once (backward used a private one).
+    torch.manual_seed(seed)
+    _grads(module, x)
+    after = torch.rand(3)
+    torch.manual_seed(seed)
+    torch.randn(z.shape)
+    torch.testing.assert_close(after, torch.rand(3), rtol=0, atol=0)
+
+
+def _saved_bytes(fn):
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def test_training_keeps_only_input_pre_activation_and_logits():
+    module = InfoDropout(nn.Linear(64, 32, bias=False))
+    x = torch.randn(16, 64)
+    saved = _saved_bytes(lambda: ib_loss(module(x).mean(), module, 1.0, 100))
+    assert saved == 4 * (16 * 64 + 2 * 16 * 32)  # x, h and the alpha logits; not eps, alpha, f, ...
+
+
+def test_stacked_convolution_matches_two_convolutions_and_keeps_state_dict():
+    torch.manual_seed(0)
+    module = InfoDropout(nn.Conv2d(3, 4, 3, padding=1), norm=nn.BatchNorm2d(4))
+    assert module._stacks()
+    assert set(module.state_dict()) >= {"layer.weight", "layer.bias", "alpha_layer.weight", "alpha_layer.bias"}
+    x, eps = torch.randn(2, 3, 5, 5), torch.randn(2, 4, 5, 5)
+    z, kl, grads = _grads(module, x, noise=eps)
+    module._stack = False
+    z1, kl1, grads1 = _grads(module, x, noise=eps)
+    torch.testing.assert_close(z, z1)
+    torch.testing.assert_close(kl, kl1)
+    for g, g1 in zip(grads, grads1, strict=True):
+        torch.testing.assert_close(g, g1)
+    assert not InfoDropout(nn.Conv2d(4, 4, 3, groups=2))._stack
+    assert not InfoDropout(nn.Linear(4, 4))._stack
+
+
+def test_double_backward_is_refused():
+    module = InfoDropout(nn.Linear(4, 3))
+    x = torch.randn(2, 4, requires_grad=True)
+    z = module(x)
+    (g,) = torch.autograd.grad((z * z).sum(), x, create_graph=True)  # the cotangent 2z needs a gradient
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+
+
+def test_torch_compile_dynamic_shapes_trains():
+    torch._dynamo.reset()
+    module = InfoDropout(nn.Linear(6, 5), activation="softplus", prior="log-normal")
+    step = torch.compile(lambda x: ib_loss(module(x).sum(), module, 1.0, 10), dynamic=True)
+    for batch in (3, 7):
+        module.zero_grad(set_to_none=True)
+        step(torch.randn(batch, 6)).backward()
+        assert module.kl.shape == (batch,)
+        assert all(torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+def test_torch_compile_kernel_matches_eager_gradients():
+    torch._dynamo.reset()
+    module = InfoDropout(nn.Conv2d(3, 4, 3, padding=1))
+    x, eps = torch.randn(2, 3, 5, 5), torch.randn(2, 4, 5, 5)
+    z, _kl, grads = _grads(module, x, noise=eps)
+    compiled = torch.compile(module)
+    module.zero_grad(set_to_none=True)
+    xc = x.clone().requires_grad_(True)
+    zc = compiled(xc, noise=eps)
+    ((zc * torch.linspace(-1, 1, zc.numel()).reshape(zc.shape)).sum() + module.kl.sum()).backward()
+    torch.testing.assert_close(zc.detach(), z)
+    for g, gc in zip(grads, [xc.grad] + [p.grad for p in module.parameters()], strict=True):
+        torch.testing.assert_close(gc, g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_backward(dtype):
+    module = InfoDropout(nn.Conv2d(3, 4, 3), activation="softplus")
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=dtype):
+        z = module(x)
+        loss = ib_loss(z.float().mean(), module, 1.0, 10)
+    loss.backward()
+    assert z.dtype == dtype and x.grad.dtype == torch.float32
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters()) and torch.isfinite(x.grad).all()
