@@ -1,4 +1,4 @@
-"""CIFAR-10 with All-CNN-32 (paper Sec. 6, Table 1 / Fig. 3b): Information vs binary dropout.
+"""CIFAR-10 with All-CNN-32 (paper Table 2a architecture, Fig. 3b): Information vs binary dropout.
 
 The network and training follow the official ``cifar.py``: binary dropout 0.2 on the input,
 the stride-2 conv of each block carrying the noise, batch norm on every conv, SGD with

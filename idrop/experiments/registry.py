@@ -22,9 +22,9 @@ EXPERIMENTS: dict[str, str] = {
 #: One line each, for ``--help`` (no import needed to show it).
 DESCRIPTIONS: dict[str, str] = {
     "mnist": "Fig. 3a: test error vs. width of a 3-layer fully connected net on MNIST",
-    "cifar10": "All-CNN on CIFAR-10 with Information Dropout (Table 1)",
+    "cifar10": "All-CNN-32 on CIFAR-10 with Information Dropout (Fig. 3b, Table 2a)",
     "cluttered": "Cluttered MNIST: KL heat maps find the digit (Fig. 2)",
-    "vae": "Variational autoencoder as a special case of Information Dropout (Section 5)",
+    "vae": "Variational autoencoder as a special case of Information Dropout (Section 5, Table 1)",
 }
 
 
