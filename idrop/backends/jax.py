@@ -39,6 +39,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("jax", "JAX and Flax") from err
 
+from idrop.backends import _jax_kernel as _kernel
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core._xp import activation as _activation
@@ -152,27 +153,54 @@ def info_dropout(
         ValueError, TypeError: for bad options, non-float inputs, mismatched
         shapes, or ``key=None`` when a draw is needed.
     """
-    spec = InfoDropoutSpec(prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one,
-                           zero_units=zero_units)
+    spec = InfoDropoutSpec(
+        prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
+    )
     _check_float("f", f)
     _check_float("alpha_logits", alpha_logits)
     check_same_shape(jnp.shape(f), jnp.shape(alpha_logits))
-    f, alpha_logits = jnp.asarray(f), jnp.asarray(alpha_logits)
-    kl_dtype = _compute_dtype(f)
-    prior_params = {}
-    if spec.prior == "log-normal":
-        prior_params = {"mu": jnp.asarray(0.0 if mu is None else mu, dtype=kl_dtype),
-                        "sigma": jnp.asarray(1.0 if sigma is None else sigma, dtype=kl_dtype)}
-    eps = None
-    if not deterministic:
-        if noise is None:
-            eps = jax.random.normal(_need_key(key), f.shape, dtype=kl_dtype)
-        else:
-            eps = jnp.asarray(noise, dtype=kl_dtype)
-    return _functional.info_dropout(
-        f, alpha_logits, eps, spec=spec, **prior_params, training=not deterministic,
-        kl_dtype=kl_dtype if kl_dtype != f.dtype else None, xp=xp,
+    return _chain(
+        spec,
+        None,
+        key,
+        jnp.asarray(f),
+        jnp.asarray(alpha_logits),
+        mu=mu,
+        sigma=sigma,
+        deterministic=deterministic,
+        noise=noise,
     )
+
+
+def _chain(
+    spec: InfoDropoutSpec,
+    activation: str | None,
+    key: jax.Array | None,
+    h: jax.Array,
+    alpha_logits: jax.Array,
+    *,
+    mu: Any,
+    sigma: Any,
+    deterministic: bool,
+    noise: jax.Array | None,
+) -> tuple[jax.Array, jax.Array]:
+    """``(z, kl)`` of ``act(h)`` (``h`` when ``activation`` is None) by the custom-VJP kernel."""
+    kl_dtype = _compute_dtype(h)
+    mu_sigma = (None, None)
+    if spec.prior == "log-normal":
+        mu_sigma = (
+            jnp.asarray(0.0 if mu is None else mu, dtype=kl_dtype),
+            jnp.asarray(1.0 if sigma is None else sigma, dtype=kl_dtype),
+        )
+    draw = not deterministic and noise is None
+    if deterministic:
+        noise = None
+    elif draw:
+        noise = _need_key(key)
+    else:
+        noise = jnp.asarray(noise, dtype=kl_dtype)
+    cfg = _kernel.Config(spec, activation, not deterministic, draw, kl_dtype)
+    return _kernel.info_dropout_chain(cfg, h, alpha_logits, noise, *mu_sigma)
 
 
 def gaussian_kl(mu: jax.Array, scale: jax.Array) -> jax.Array:
@@ -194,8 +222,14 @@ def _baseline(law: str, f: jax.Array, raw: jax.Array, **params: Any) -> jax.Arra
     return out.astype(f.dtype)
 
 
-def binary_dropout(key: jax.Array | None, f: jax.Array, rate: float = 0.5, *, deterministic: bool = False,
-                   noise: jax.Array | None = None) -> jax.Array:
+def binary_dropout(
+    key: jax.Array | None,
+    f: jax.Array,
+    rate: float = 0.5,
+    *,
+    deterministic: bool = False,
+    noise: jax.Array | None = None,
+) -> jax.Array:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
     _check_float("f", f)
@@ -207,8 +241,14 @@ def binary_dropout(key: jax.Array | None, f: jax.Array, rate: float = 0.5, *, de
     return _baseline("binary", f, noise, rate=rate)
 
 
-def gaussian_dropout(key: jax.Array | None, f: jax.Array, rate: float = 0.5, *, deterministic: bool = False,
-                     noise: jax.Array | None = None) -> jax.Array:
+def gaussian_dropout(
+    key: jax.Array | None,
+    f: jax.Array,
+    rate: float = 0.5,
+    *,
+    deterministic: bool = False,
+    noise: jax.Array | None = None,
+) -> jax.Array:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
     _check_float("f", f)
@@ -220,8 +260,15 @@ def gaussian_dropout(key: jax.Array | None, f: jax.Array, rate: float = 0.5, *, 
     return _baseline("gaussian", f, noise, rate=rate)
 
 
-def lognormal_dropout(key: jax.Array | None, f: jax.Array, alpha: float = 0.7, *, mean_one: bool = False,
-                      deterministic: bool = False, noise: jax.Array | None = None) -> jax.Array:
+def lognormal_dropout(
+    key: jax.Array | None,
+    f: jax.Array,
+    alpha: float = 0.7,
+    *,
+    mean_one: bool = False,
+    deterministic: bool = False,
+    noise: jax.Array | None = None,
+) -> jax.Array:
     """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
     alpha = check_nonnegative("alpha", alpha)
     mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
@@ -260,17 +307,28 @@ def _fresh_copy(layer: nnx.Module, rngs: Any) -> nnx.Module:
     if not isinstance(rngs, nnx.Rngs):
         raise invalid("rngs", "an nnx.Rngs to initialise the default alpha_layer", rngs)
     common = {
-        "use_bias": layer.use_bias, "dtype": layer.dtype, "param_dtype": layer.param_dtype,
-        "precision": layer.precision, "promote_dtype": layer.promote_dtype,
-        "preferred_element_type": layer.preferred_element_type, "rngs": rngs,
+        "use_bias": layer.use_bias,
+        "dtype": layer.dtype,
+        "param_dtype": layer.param_dtype,
+        "precision": layer.precision,
+        "promote_dtype": layer.promote_dtype,
+        "preferred_element_type": layer.preferred_element_type,
+        "rngs": rngs,
     }
     if isinstance(layer, nnx.Linear):
         return nnx.Linear(layer.in_features, layer.out_features, dot_general=layer.dot_general, **common)
     return nnx.Conv(
-        layer.in_features, layer.out_features, layer.kernel_size, layer.strides, padding=layer.padding,
-        input_dilation=layer.input_dilation, kernel_dilation=layer.kernel_dilation,
-        feature_group_count=layer.feature_group_count, mask=layer.mask,
-        conv_general_dilated=layer.conv_general_dilated, **common,
+        layer.in_features,
+        layer.out_features,
+        layer.kernel_size,
+        layer.strides,
+        padding=layer.padding,
+        input_dilation=layer.input_dilation,
+        kernel_dilation=layer.kernel_dilation,
+        feature_group_count=layer.feature_group_count,
+        mask=layer.mask,
+        conv_general_dilated=layer.conv_general_dilated,
+        **common,
     )
 
 
@@ -296,8 +354,15 @@ def _own_stream(rngs: Any, rng_collection: str) -> Any:
 class _NoisyMap(nnx.Module):
     """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share."""
 
-    def __init__(self, layer: nnx.Module, activation: str, norm: nnx.Module | None, deterministic: bool | None,
-                 rng_collection: str, rngs: Any) -> None:
+    def __init__(
+        self,
+        layer: nnx.Module,
+        activation: str,
+        norm: nnx.Module | None,
+        deterministic: bool | None,
+        rng_collection: str,
+        rngs: Any,
+    ) -> None:
         self.spec_activation = InfoDropoutSpec(activation=activation).activation
         self.layer = layer
         self.norm = nnx.data(norm)
@@ -314,16 +379,20 @@ class _NoisyMap(nnx.Module):
         return _activation(self.spec_activation, h, xp=xp)
 
     def _mode(self, deterministic: bool | None) -> bool:
-        return bool(_first(deterministic, self.deterministic,
-                               error_msg=_MODE_HELP.format(name=type(self).__name__)))
+        return bool(_first(deterministic, self.deterministic, error_msg=_MODE_HELP.format(name=type(self).__name__)))
 
     def _key(self, deterministic: bool, noise: Any, rngs: Any) -> jax.Array | None:
         """A fresh key from the call's ``rngs`` or the module's stream, when a draw is needed."""
         if deterministic or noise is not None:
             return None
-        rngs = _first(rngs, self.rngs, error_msg=(
-            f"`deterministic` is False, but no `rngs` argument was provided to {type(self).__name__} "
-            "as either a __call__ argument or class attribute."))
+        rngs = _first(
+            rngs,
+            self.rngs,
+            error_msg=(
+                f"`deterministic` is False, but no `rngs` argument was provided to {type(self).__name__} "
+                "as either a __call__ argument or class attribute."
+            ),
+        )
         if isinstance(rngs, nnx.Rngs):
             return rngs[self.rng_collection]()
         if isinstance(rngs, nnx.RngStream):
@@ -345,8 +414,11 @@ class InfoDropout(_NoisyMap):
         \quad \alpha = \alpha_{\min} + \alpha_{\max}\,\sigma(\mathrm{alpha\_layer}(x))
 
     When not deterministic the log-normal noise is applied (``eps`` from the
-    ``rng_collection`` stream); when deterministic the output is ``f(x)``. Either way
-    the per-sample KL (eq. 3 or 4, summed over units; float32 for half precision) is
+    ``rng_collection`` stream) by a ``jax.custom_vjp`` kernel (:mod:`idrop.backends._jax_kernel`)
+    that keeps only ``f``, the alpha logits and the key for the backward pass; when
+    deterministic the output is ``f(x)`` and, unless ``eval_kl``, the alpha branch and
+    the KL are skipped (``.kl`` is set to ``None``, so :func:`kl_loss` sees no stale KL).
+    Otherwise the per-sample KL (eq. 3 or 4, summed over units; float32 for half precision) is
     kept on ``.kl`` (a :class:`KLTerm`, read ``layer.kl[...]``) for :func:`kl_loss` and
     :func:`ib_loss`, and sown as ``"kl"`` under ``nnx.capture(fn, KLTerm)``. Save
     checkpoints with ``nnx.state(model, nnx.Not(KLTerm))``: the KL's shape follows the batch.
@@ -364,6 +436,7 @@ class InfoDropout(_NoisyMap):
             shape (default initialisers), initialised from ``rngs``.
         deterministic: no noise when true; overridden per call, by ``model.train()``/``eval()``
             or ``nnx.view(model, deterministic=...)``.
+        eval_kl: compute the KL in deterministic calls too (default False: evaluation is the plain map).
         rng_collection: the ``rngs`` stream the noise is drawn from.
         rngs: ``nnx.Rngs`` (its ``rng_collection`` stream is forked for the noise, its
             ``params`` stream initialises the default alpha branch), an ``RngStream``, or
@@ -390,12 +463,14 @@ class InfoDropout(_NoisyMap):
         norm: nnx.Module | None = None,
         alpha_layer: nnx.Module | None = None,
         deterministic: bool | None = False,
+        eval_kl: bool = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs | nnx.RngStream | None,
     ) -> None:
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
         super().__init__(layer, spec.activation, norm, deterministic, rng_collection, rngs)
         self.spec = spec
+        self.eval_kl = bool(eval_kl)
         self.alpha_layer = _fresh_copy(layer, rngs) if alpha_layer is None else alpha_layer
         if spec.prior == "log-normal":
             dtype = getattr(layer, "param_dtype", jnp.float32)
@@ -409,18 +484,32 @@ class InfoDropout(_NoisyMap):
         """The log-normal prior's standard deviation (``None`` for the log-uniform prior)."""
         return jnp.exp(self.log_sigma[...]) if self.spec.prior == "log-normal" else None
 
-    def __call__(self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None,
-                 rngs: Any = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None, rngs: Any = None
+    ) -> jax.Array:
         """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
         deterministic = self._mode(deterministic)
-        f = self.activation_of(x)
-        alpha_logits = self.alpha_layer(x)
-        check_same_shape(f.shape, alpha_logits.shape)
+        if deterministic and not self.eval_kl:
+            self.kl.set_value(None)  # no KL in evaluation unless eval_kl
+            return self.activation_of(x)
+        _check_float("x", x)
+        h, alpha_logits = self.layer(x), self.alpha_layer(x)
+        if self.norm is not None:
+            h = self.norm(h)
+        check_same_shape(h.shape, alpha_logits.shape)
+        _check_float("f", h)
+        _check_float("alpha_logits", alpha_logits)
         lognormal = self.spec.prior == "log-normal"
-        z, kl = info_dropout(
-            self._key(deterministic, noise, rngs), f, alpha_logits, **self.spec.kl_options,
-            deterministic=deterministic, noise=noise,
-            mu=self.mu[...] if lognormal else None, sigma=self.sigma if lognormal else None,
+        z, kl = _chain(
+            self.spec,
+            self.spec_activation,
+            self._key(deterministic, noise, rngs),
+            h,
+            alpha_logits,
+            deterministic=deterministic,
+            noise=noise,
+            mu=self.mu[...] if lognormal else None,
+            sigma=self.sigma if lognormal else None,
         )
         kl = _per_sample_kl(kl, xp=xp)
         self.kl.set_value(kl)
@@ -434,18 +523,26 @@ class BinaryDropout(_NoisyMap):
 
     _law = staticmethod(binary_dropout)
 
-    def __init__(self, layer: nnx.Module, *, activation: str = "relu", rate: float = 0.5,
-                 norm: nnx.Module | None = None, deterministic: bool | None = False,
-                 rng_collection: str = "dropout", rngs: nnx.Rngs | nnx.RngStream | None = None) -> None:
+    def __init__(
+        self,
+        layer: nnx.Module,
+        *,
+        activation: str = "relu",
+        rate: float = 0.5,
+        norm: nnx.Module | None = None,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ) -> None:
         super().__init__(layer, activation, norm, deterministic, rng_collection, rngs)
         self.rate = check_probability("rate", rate)
 
-    def __call__(self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None,
-                 rngs: Any = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None, rngs: Any = None
+    ) -> jax.Array:
         deterministic = self._mode(deterministic) or self.rate == 0.0
         f = self.activation_of(x)
-        return self._law(self._key(deterministic, noise, rngs), f, self.rate, deterministic=deterministic,
-                         noise=noise)
+        return self._law(self._key(deterministic, noise, rngs), f, self.rate, deterministic=deterministic, noise=noise)
 
 
 class GaussianDropout(BinaryDropout):
@@ -457,19 +554,35 @@ class GaussianDropout(BinaryDropout):
 class LogNormalDropout(_NoisyMap):
     """Baseline: log-normal dropout with one fixed ``alpha`` and no alpha branch."""
 
-    def __init__(self, layer: nnx.Module, *, activation: str = "relu", alpha: float = 0.7, mean_one: bool = False,
-                 norm: nnx.Module | None = None, deterministic: bool | None = False,
-                 rng_collection: str = "dropout", rngs: nnx.Rngs | nnx.RngStream | None = None) -> None:
+    def __init__(
+        self,
+        layer: nnx.Module,
+        *,
+        activation: str = "relu",
+        alpha: float = 0.7,
+        mean_one: bool = False,
+        norm: nnx.Module | None = None,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ) -> None:
         super().__init__(layer, activation, norm, deterministic, rng_collection, rngs)
         self.alpha = check_nonnegative("alpha", alpha)
         self.mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
 
-    def __call__(self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None,
-                 rngs: Any = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None, rngs: Any = None
+    ) -> jax.Array:
         deterministic = self._mode(deterministic)
         f = self.activation_of(x)
-        return lognormal_dropout(self._key(deterministic, noise, rngs), f, self.alpha, mean_one=self.mean_one,
-                                 deterministic=deterministic, noise=noise)
+        return lognormal_dropout(
+            self._key(deterministic, noise, rngs),
+            f,
+            self.alpha,
+            mean_one=self.mean_one,
+            deterministic=deterministic,
+            noise=noise,
+        )
 
 
 def _kl_per_sample(model: nnx.Module) -> list[jax.Array]:

@@ -143,7 +143,8 @@ def _module(p: dict[str, jax.Array], kind: str, stride: int, padding: int, stati
         k, _, i, o = p["kernel"].shape
         pad = ((padding, padding), (padding, padding))
         layer = nnx.Conv(i, o, (k, k), (stride, stride), padding=pad, **kw)
-    module = backend.InfoDropout(layer, activation=activation, **options, rngs=rngs)
+    # eval_kl: deterministic calls return the KL too (the suite compares it).
+    module = backend.InfoDropout(layer, activation=activation, **options, eval_kl=True, rngs=rngs)
     module.layer.kernel[...] = p["kernel"]
     module.layer.bias[...] = p["bias"]
     module.alpha_layer.kernel[...] = p["alpha_kernel"]

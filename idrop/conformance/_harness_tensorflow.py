@@ -140,7 +140,14 @@ class TensorFlowHarness:
 
     # -- layers ----------------------------------------------------------------
     def _build(
-        self, w: LayerWeights, x_shape: tuple, dtype: str, mu: float, sigma: float, options: dict[str, Any]
+        self,
+        w: LayerWeights,
+        x_shape: tuple,
+        dtype: str,
+        mu: float,
+        sigma: float,
+        options: dict[str, Any],
+        eval_kl: bool = False,
     ) -> backend.InfoDropout:
         activation, options = _split(options)
         if w.kind == "linear":
@@ -154,7 +161,9 @@ class TensorFlowHarness:
                 return c if w.padding == 0 else keras.Sequential([pad, c])
 
             layer, alpha = conv(), (None if w.padding == 0 else conv())
-        module = backend.InfoDropout(layer, activation=activation, alpha_layer=alpha, dtype=dtype, **options)
+        module = backend.InfoDropout(
+            layer, activation=activation, alpha_layer=alpha, dtype=dtype, eval_kl=eval_kl, **options
+        )
         module.build(x_shape)
         pairs = ((module.layer, w.weight, w.bias), (module.alpha_layer, w.alpha_weight, w.alpha_bias))
         for target, kernel, bias in pairs:
@@ -167,7 +176,8 @@ class TensorFlowHarness:
 
     def layer(self, weights, x, *, dtype, noise, training, mu, sigma, **options):
         xk = _to_keras(x)
-        module = self._build(weights, xk.shape, dtype, mu, sigma, options)
+        # eval_kl: evaluation calls report the KL too, as the contract's layers do.
+        module = self._build(weights, xk.shape, dtype, mu, sigma, options, eval_kl=not training)
         noise_t = None if noise is None else _t(_to_keras(noise), _noise_dtype(dtype))
         z = module(_t(xk, dtype), training=training, noise=noise_t)
         return Output(_from_keras(_np(z)), _np(module.kl), _name(z), _name(module.kl))

@@ -46,7 +46,7 @@ def test_shapes_linear_and_conv():
 
 
 def test_deterministic_is_exactly_f():
-    layer = _layer(deterministic=True)
+    layer = _layer(deterministic=True, eval_kl=True)
     f = jax.nn.relu(layer.layer(X))
     np.testing.assert_array_equal(layer(X), f)
     assert layer.kl[...].shape == (4,) and bool(jnp.all(layer.kl[...] >= 0))
@@ -100,6 +100,84 @@ def test_capture_and_kl_loss():
     expected = sum(float(jnp.mean(k)) for k in kls) / 100
     np.testing.assert_allclose(J.kl_loss(outer, 100), expected, rtol=1e-6)
     np.testing.assert_allclose(J.ib_loss(jnp.float32(1.0), outer, 2.0, 100), 1.0 + 2 * expected, rtol=1e-6)
+
+
+def test_eval_without_kl_skips_the_alpha_branch():
+    layer = _layer()
+    layer(X)
+    assert layer.kl[...].shape == (4,)
+    f = jax.nn.relu(layer.layer(X))
+    np.testing.assert_array_equal(nnx.jit(lambda m, x: m(x, deterministic=True))(layer, X), f)
+    assert layer.kl.get_value() is None and float(J.kl_loss(layer, 10)) == 0.0  # no stale KL
+    nnx.jit(lambda m, x: m(x))(layer, X)
+    assert layer.kl[...].shape == (4,)
+
+
+# -- the custom-VJP kernel ----------------------------------------------------------
+
+
+def test_threefry_normals_are_jax_random_normal_bit_for_bit():
+    from idrop.backends import _jax_kernel as K
+
+    for seed, shape in ((0, (5,)), (1, (3, 7)), (2, (2, 3, 5, 7)), (3, (128, 64))):
+        key = jax.random.key(seed)
+        expected = np.asarray(jax.random.normal(key, shape, jnp.float32))
+        np.testing.assert_array_equal(K.draw_normal(key, shape, jnp.float32), expected)
+        np.testing.assert_array_equal(jax.jit(K.draw_normal, static_argnums=(1, 2))(key, shape, jnp.float32),
+                                      expected)
+    keys = jax.random.split(jax.random.key(4), 3)
+    np.testing.assert_array_equal(jax.vmap(lambda k: K.draw_normal(k, (4, 6), jnp.float32))(keys),
+                                  jax.vmap(lambda k: jax.random.normal(k, (4, 6), jnp.float32))(keys))
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+@pytest.mark.parametrize("prior", ["log-uniform", "log-normal"])
+@pytest.mark.parametrize("mean_one", [False, True])
+def test_kernel_matches_autodiff_of_the_core(activation, prior, mean_one):
+    from idrop.core import InfoDropoutSpec
+    from idrop.core import functional as F
+    from idrop.core._xp import activation as act
+
+    spec = InfoDropoutSpec(activation=activation, prior=prior, mean_one=mean_one)
+    h = jax.random.normal(jax.random.key(1), (6, 5), jnp.float64)
+    a = jax.random.normal(jax.random.key(2), (6, 5), jnp.float64)
+    zc = jax.random.normal(jax.random.key(3), (6, 5), jnp.float64)
+    key = jax.random.key(5)
+
+    def ours(h, a, mu, sigma, draw):
+        z, kl = J._chain(spec, activation, key, h, a, mu=mu, sigma=sigma, deterministic=False,
+                         noise=None if draw else jax.random.normal(key, h.shape, h.dtype))
+        return jnp.sum(z * zc) + jnp.sum(kl * 0.7)
+
+    def core(h, a, mu, sigma, draw):
+        prior_params = {"mu": mu, "sigma": sigma} if prior == "log-normal" else {}
+        z, kl = F.info_dropout(act(activation, h, xp=jnp), a, jax.random.normal(key, h.shape, h.dtype), spec=spec,
+                               **prior_params, xp=jnp)
+        return jnp.sum(z * zc) + jnp.sum(kl * 0.7)
+
+    args = (h, a, jnp.float64(0.2), jnp.float64(1.3))
+    expected = jax.grad(core, argnums=(0, 1, 2, 3))(*args, True)
+    for draw in (True, False):
+        for fn in (ours, jax.jit(ours, static_argnums=4), jax.checkpoint(ours, static_argnums=(4,))):
+            got = jax.grad(fn, argnums=(0, 1, 2, 3))(*args, draw)
+            for g, e in zip(got[: 4 if prior == "log-normal" else 2], expected):
+                np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_kernel_noise_cotangent_and_layer_under_checkpoint():
+    f = jnp.abs(X[:, :3]).astype(jnp.float64) + 0.1
+    logits = X[:, 2:].astype(jnp.float64)
+    eps = jax.random.normal(jax.random.key(0), f.shape, jnp.float64)
+    g = jax.grad(lambda e: jnp.sum(J.info_dropout(None, f, logits, noise=e, mean_one=True)[0]))(eps)
+    alpha = J.alpha_from_logits(logits)
+    np.testing.assert_allclose(g, f * jnp.exp(alpha * eps - alpha**2 / 2) * alpha, rtol=1e-12)
+
+    layer = _layer()
+    loss = lambda m, x: jnp.sum(m(x, rngs=jax.random.key(2))) + J.kl_loss(m, 10)  # noqa: E731
+    g1 = nnx.grad(loss)(layer, X)
+    g2 = nnx.grad(nnx.remat(loss))(layer, X)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 # -- the pure function under transforms -------------------------------------------

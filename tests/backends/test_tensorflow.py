@@ -58,8 +58,27 @@ def test_eval_is_exactly_f_and_training_is_noisy():
     f = np.maximum(np.asarray(layer.layer(x)), 0)
     np.testing.assert_array_equal(z_eval, f)
     np.testing.assert_array_equal(layer(x, training=False), f)
-    assert tuple(layer.kl.shape) == (3,)
+    assert layer.kl is None  # eval_kl=False: no alpha branch, no KL
     assert not np.array_equal(layer(x, training=True), f)
+    assert tuple(layer.kl.shape) == (3,)
+
+
+def test_eval_kl():
+    x = np.abs(_rand(3, 6))
+    plain = InfoDropout(L.Dense(4), seed=0)
+    layer = InfoDropout(L.Dense(4), seed=0, eval_kl=True)
+    plain(x)
+    layer(x)
+    layer.set_weights(plain.get_weights())
+    np.testing.assert_array_equal(layer(x), plain(x))
+    assert plain.kl is None and float(plain.kl_metric.count) == 0  # no KL, no metric update in evaluation
+    kl_eval = np.asarray(layer.kl)
+    assert tuple(kl_eval.shape) == (3,) and float(layer.kl_metric.count) > 0
+    layer(x, training=True)
+    np.testing.assert_allclose(layer.kl, kl_eval, rtol=1e-6)  # the KL does not depend on the noise
+    assert layer.get_config()["eval_kl"] is True and plain.get_config()["eval_kl"] is False
+    with pytest.raises(ValueError, match="argument `eval_kl`"):
+        InfoDropout(L.Dense(4), eval_kl=1)
 
 
 def test_seeds():
@@ -138,7 +157,7 @@ def test_gradient_tape_loop_with_ib_loss():
 
 
 def test_kl_loss_sums_layers():
-    model = keras.Sequential([InfoDropout(L.Dense(4)), InfoDropout(L.Dense(4))])
+    model = keras.Sequential([InfoDropout(L.Dense(4), eval_kl=True), InfoDropout(L.Dense(4), eval_kl=True)])
     model(_rand(3, 4))
     want = (np.mean(model.layers[0].kl) + np.mean(model.layers[1].kl)) / 100
     np.testing.assert_allclose(kl_loss(model, 100), want, rtol=1e-6)
@@ -321,3 +340,83 @@ def test_call_errors_match_torch():
         assert type(a) is type(b) and str(a) == str(b), (a, b)
     with pytest.raises(ValueError, match="argument `n_train`"):
         InfoDropout(L.Dense(3), beta=1.0)  # beta without the training-set size
+
+
+def _autodiff_step(layer, x, eps, cz):
+    """Gradients of sum(z * cz) + sum(kl) by autodiff of the functional op (the pre-kernel layer)."""
+    from idrop.backends.tensorflow import xp
+    from idrop.core._xp import activation
+
+    s = layer.spec
+    with tf.GradientTape() as tape:
+        h, a = layer.layer(x), layer.alpha_layer(x)
+        kw = {"mu": layer.mu, "sigma": layer.sigma} if s.prior == "log-normal" else {}
+        z, kl = info_dropout(activation(s.activation, h, xp=xp), a, **s.kl_options, noise=eps, **kw)
+        loss = tf.reduce_sum(z * cz) + tf.reduce_sum(kl)
+    return z, tape.gradient(loss, layer.trainable_variables)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize(
+    ("make", "x_shape", "z_shape"),
+    [
+        (lambda: L.Dense(3, dtype="float64"), (4, 5), (4, 3)),  # op by op
+        (lambda: L.Dense(300, dtype="float64"), (128, 5), (128, 300)),  # its own XLA program
+        (lambda: L.Conv2D(64, 3, strides=2, padding="same", dtype="float64"), (8, 16, 16, 3), (8, 8, 8, 64)),
+    ],
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"activation": "relu"},
+        {"activation": "relu", "zero_units": "mask", "mean_one": True},
+        {"activation": "softplus", "mean_one": True},
+        {"activation": "relu", "prior": "log-normal"},
+    ],
+)
+def test_custom_gradient_matches_autodiff(make, x_shape, z_shape, options, jit):
+    layer = InfoDropout(make(), dtype="float64", **options)
+    layer.build(x_shape)
+    if layer.spec.prior == "log-normal":
+        layer.mu.assign(0.3)
+        layer.log_sigma.assign(-0.2)
+    x, eps, cz = (
+        tf.constant(_rand(*shape, seed=i, dtype="float64")) for i, shape in enumerate([x_shape, z_shape, z_shape])
+    )
+
+    def step(x, eps):
+        with tf.GradientTape() as tape:
+            z = layer(x, training=True, noise=eps)
+            loss = tf.reduce_sum(z * cz) + tf.reduce_sum(layer.kl)
+        return z, tape.gradient(loss, layer.trainable_variables)
+
+    z, grads = (tf.function(step, jit_compile=True) if jit else step)(x, eps)
+    z_want, grads_want = _autodiff_step(layer, x, eps, cz)
+    np.testing.assert_allclose(z, z_want, rtol=1e-12, atol=1e-12)
+    for v, g, want in zip(layer.trainable_variables, grads, grads_want):
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10, err_msg=v.path)
+
+
+def test_relu_tie_gradient_is_one_half():
+    layer = InfoDropout(L.Dense(2, kernel_initializer="zeros", dtype="float64"), seed=0)  # h == 0 exactly
+    x = tf.ones((1, 3), "float64")
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            z = layer(x, training=training, noise=tf.zeros((1, 2), "float64"))
+        g = tape.gradient(z, layer.layer.bias)
+        np.testing.assert_allclose(g, [0.5, 0.5])
+
+
+@pytest.mark.parametrize("units", [3, 300])  # op by op, and inside the kernel's own XLA program
+def test_layer_noise_is_reproducible_from_the_seed(units):
+    x = np.abs(_rand(128, 5))
+    la, lb, lc = (InfoDropout(L.Dense(units), activation="softplus", seed=s) for s in (1, 1, 2))
+    for m in (la, lb, lc):
+        m(x)
+    lb.set_weights(la.get_weights())
+    lc.set_weights(la.get_weights())
+    za, zb, zc = (m(x, training=True) for m in (la, lb, lc))
+    np.testing.assert_array_equal(za, zb)
+    assert not np.array_equal(za, zc) and not np.array_equal(za, la(x, training=True))
+    ratio = np.log(np.asarray(za) / np.asarray(la(x)))  # alpha * eps: zero mean, about unit-scale draws
+    assert abs(ratio.mean()) < 0.05 and 0.05 < ratio.std() < 1.0
