@@ -125,7 +125,7 @@ def test_layer_gradients(harness, case, kind, data):
             assert_close(
                 np.sum(got[name] * v),
                 stencil(along, H / 4),
-                tol("gradient", "float64"),
+                tol("layer-gradient", "float64"),
                 what=f"d/d{name} along a random direction",
                 note=note,
             )
