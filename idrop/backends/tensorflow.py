@@ -209,7 +209,7 @@ def _seed(seed: Any) -> Any:
     """The ``int32[2]`` seed of a stateless op from a ``SeedGenerator`` (advanced), an int or ``None``.
 
     The same words as ``keras.random`` uses (its ``draw_seed`` and the int32 fold of its
-    TensorFlow backend), so ``per_replica_noise``-style patches of ``next`` still apply.
+    TensorFlow backend), with the replica id folded in under ``tf.distribute``.
     """
     if isinstance(seed, keras.random.SeedGenerator):
         words = seed.next()
@@ -217,7 +217,27 @@ def _seed(seed: Any) -> Any:
         words = _keras_draw_seed(seed)
     if words.dtype != tf.int32:
         words = tf.cast(tf.math.floormod(words, tf.int32.max - 1), tf.int32)
-    return words
+    return _fold_replica(words)
+
+
+#: Odd 31-bit constant that spreads replica ids over the seed space (golden-ratio hashing).
+_REPLICA_STRIDE = 0x1E3779B1
+
+
+def _fold_replica(words: Any) -> Any:
+    """Fold the replica id into the seed's first word, so replicas draw different noise.
+
+    Under ``tf.distribute`` a ``SeedGenerator``'s state is one mirrored variable: without
+    this every replica would read the same seed and draw the SAME noise (the classic
+    data-parallel bug). Replica 0, and any code outside a strategy, keeps its seed.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return words
+    rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
+    first = tf.math.floormod(tf.cast(words[0], tf.int64) + rid * _REPLICA_STRIDE, tf.int32.max - 1)
+    first = tf.where(rid == 0, words[0], tf.cast(first, tf.int32))
+    return tf.stack([first, words[1]])
 
 
 def _draw_normal(like: Any, seed: Any) -> Any:

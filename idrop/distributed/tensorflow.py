@@ -12,15 +12,14 @@ instead of weights proportional to their sizes (Keras does the same to the task 
 Custom loops that call ``strategy.run`` themselves use :func:`global_ib_loss` instead.
 
 Noise: a Keras ``SeedGenerator``'s state is one (mirrored) variable, so every replica
-reads the same seed and draws the SAME noise. :func:`per_replica_noise` makes each
-generator fold the replica id into its seed (replica 0 keeps the 1-device stream).
+reads the same seed; the idrop layers fold the replica id into it themselves
+(``idrop.backends.tensorflow._fold_replica``; replica 0 keeps the 1-device stream), so
+replicas draw different noise with no extra call.
 """
 
 from __future__ import annotations
 
 import os
-import types
-from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -36,8 +35,6 @@ from idrop.backends.tensorflow import InfoDropout
 
 _STRATEGIES: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
 
-#: Odd 31-bit constant that spreads replica ids over the seed space (golden-ratio hashing).
-_REPLICA_STRIDE = 0x1E3779B1
 
 
 def split_cpu(n: int) -> None:
@@ -81,28 +78,6 @@ def replica_id() -> tf.Tensor:
     return tf.cast(rid, "int64")
 
 
-def _replica_next(self: keras.random.SeedGenerator, ordered: bool = True) -> Any:
-    seed = type(self).next(self, ordered)
-    # Fold the replica into the first word only: replica 0 keeps the 1-device seed.
-    offset = tf.stack([replica_id() * _REPLICA_STRIDE, tf.constant(0, "int64")])
-    return tf.math.floormod(seed + tf.cast(offset, seed.dtype), tf.cast(2**31 - 1, seed.dtype))
-
-
-def per_replica_noise(model: keras.Layer) -> int:
-    """Make every layer's ``seed_generator`` draw different noise on each replica; return how many.
-
-    Patches the generator instances (no new variables, checkpoints unchanged); call it
-    before the first training step is traced. On one device the draws are unchanged.
-    """
-    count = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        gen = getattr(layer, "seed_generator", None)
-        if isinstance(gen, keras.random.SeedGenerator) and "next" not in vars(gen):
-            gen.next = types.MethodType(_replica_next, gen)
-            count += 1
-    return count
-
-
 def global_ib_loss(task_per_example: tf.Tensor, model: keras.Layer, beta: float, n_train: int,
                    global_batch: int) -> tf.Tensor:
     """Eq. 5 for custom loops under ``strategy.run``: this replica's share of the global-batch mean.
@@ -118,4 +93,4 @@ def global_ib_loss(task_per_example: tf.Tensor, model: keras.Layer, beta: float,
     return (tf.reduce_sum(task_per_example) + beta * kl / n_train) / global_batch
 
 
-__all__ = ["global_ib_loss", "per_replica_noise", "replica_id", "split_cpu", "strategy"]
+__all__ = ["global_ib_loss", "replica_id", "split_cpu", "strategy"]

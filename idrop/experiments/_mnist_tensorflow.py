@@ -96,7 +96,6 @@ class TensorFlowRun:
                                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=jit)
             self.optimizer.build(self.model.trainable_variables)
-        dtf.per_replica_noise(self.model)  # else every replica would draw the same noise
         self.seed_states = [v for v in self.model.variables if "seed_generator_state" in v.path]
         self.kl_metrics = [m.kl_metric for m in self.model.layers if isinstance(m, InfoDropout)]
         self._predict = tf.function(lambda x: tf.argmax(self.model(x, training=False), axis=1), jit_compile=jit)

@@ -4,7 +4,7 @@ The CPU must be split before TensorFlow starts, so one subprocess (``_tf_worker.
 every check: one ``fit`` step on 2 replicas equals 1 device at the same global batch with
 injected noise (loss, the layer's ``add_loss`` KL term, updated weights), which shows Keras
 scales ``add_loss`` by 1/replicas; replicas draw different noise once
-:func:`idrop.distributed.tensorflow.per_replica_noise` is applied (and the same without it);
+the layers fold the replica id into their seeds;
 and ``idrop reproduce mnist --backend tensorflow --devices 2`` writes the 1-device table.
 """
 
@@ -45,7 +45,6 @@ def test_two_replicas_match_one_device_with_injected_noise(checks: tuple[Path, d
 
 
 def test_replicas_draw_different_noise(checks: tuple[Path, dict]) -> None:
-    assert checks[1]["keras_alone_same_noise"]  # why per_replica_noise exists
     assert checks[1]["noise_differs"]
 
 
