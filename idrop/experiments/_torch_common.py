@@ -14,8 +14,8 @@ from idrop.backends.torch import BinaryDropout, InfoDropout, info_dropout
 
 
 def pick_device(name: str | None) -> torch.device:
-    """``--device`` or CUDA when present, else CPU."""
-    if name:
+    """``--device`` (``cpu``/``cuda``), or for ``auto``/None CUDA when present, else CPU."""
+    if name and name != "auto":
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -11,23 +11,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from idrop import cli
 from idrop.experiments._common import box_on_grid, kl_share_in_box
 
 
 def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
-    """Parse ``argv`` with the common options (as ``idrop.cli`` adds them) and the module's own."""
-    p = argparse.ArgumentParser()
-    p.add_argument("--backend", default="torch")
-    p.add_argument("--device")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--data-dir")
-    p.add_argument("--out", default="results")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    module.add_arguments(p)
-    return p.parse_args(argv)
+    """The arguments exactly as ``idrop reproduce <experiment> --backend torch`` parses them."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    return cli.build_parser().parse_args(["reproduce", name, "--backend", "torch", *argv])
 
 
 def test_share_is_one_when_all_kl_is_in_the_box() -> None:

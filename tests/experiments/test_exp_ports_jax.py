@@ -12,24 +12,16 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from idrop import cli
+
 pytest.importorskip("jax")
 pytest.importorskip("flax")
 
 
 def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
-    """Parse ``argv`` with the common options (as ``idrop.cli`` adds them) and the module's own."""
-    p = argparse.ArgumentParser()
-    p.add_argument("--backend", default="jax")
-    p.add_argument("--device")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--data-dir")
-    p.add_argument("--out", default="results")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    module.add_arguments(p)
-    return p.parse_args(argv)
+    """The arguments exactly as ``idrop reproduce <experiment> --backend jax`` parses them."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    return cli.build_parser().parse_args(["reproduce", name, "--backend", "jax", *argv])
 
 
 def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
