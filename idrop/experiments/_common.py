@@ -17,15 +17,9 @@ SUPPORTED_BACKENDS = ("torch", "tensorflow", "jax")
 
 
 def seeds_of(args: argparse.Namespace, default: Sequence[int] = (0,)) -> list[int]:
-    """The seeds to run: ``--seeds`` as a list, a single int (a count), or the default."""
+    """The seeds to run: ``0..N-1`` for the CLI's ``--seeds N``, else the default."""
     seeds = getattr(args, "seeds", None)
-    if seeds is None:
-        return list(default)
-    if isinstance(seeds, int):
-        return list(range(seeds))
-    if isinstance(seeds, str):
-        return [int(s) for s in seeds.replace(",", " ").split()]
-    return [int(s) for s in seeds]
+    return list(default) if seeds is None else list(range(seeds))
 
 
 def epochs_of(args: argparse.Namespace, quick: int, full: int) -> int:
