@@ -6,11 +6,9 @@ import argparse
 import dataclasses
 import json
 import math
-import pickle
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
 
 from idrop import cli
@@ -22,26 +20,11 @@ def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
     return cli.build_parser().parse_args(["reproduce", name, "--backend", "torch", *argv])
 
 
-def _write_tiny_cifar(root: Path, per_batch: int = 8) -> None:
-    from idrop.data import cifar10
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [*cifar10.TRAIN_BATCHES, cifar10.TEST_BATCH]:
-        # The real files: py2 pickles of {b'data': uint8 [n, 3072], b'labels': list, ...}.
-        batch = {b"batch_label": b"tiny", b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": [int(v) for v in rng.integers(0, 10, per_batch)], b"filenames": [b"x.png"] * per_batch}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [c.encode() for c in cifar10.CLASSES]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-
-
-def test_tiny_end_to_end(tmp_path: Path) -> None:
+def test_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
     pytest.importorskip("torch")
     from idrop.experiments import cifar10
 
-    _write_tiny_cifar(tmp_path / "data")
+    write_tiny_cifar(tmp_path / "data")
     args = parse(cifar10, ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "1",
                            "--no-progress", "--filter-percentage", "0.05", "--batch-size", "16",
                            "--methods", "information", "binary"])

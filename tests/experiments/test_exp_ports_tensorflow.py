@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 from pathlib import Path
 from types import ModuleType
 
@@ -114,28 +113,10 @@ def test_vae_checkpoint_round_trip(tmp_path: Path) -> None:
     assert a.train_epoch(2) == pytest.approx(b.train_epoch(2), rel=1e-5)
 
 
-def _write_tiny_cifar(root: Path, per_batch: int = 8) -> None:
-    from idrop.data import cifar10
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [*cifar10.TRAIN_BATCHES, cifar10.TEST_BATCH]:
-        batch = {
-            b"batch_label": b"tiny",
-            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
-            b"filenames": [b"x.png"] * per_batch,
-        }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [c.encode() for c in cifar10.CLASSES]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-
-
-def test_cifar10_tiny_end_to_end(tmp_path: Path) -> None:
+def test_cifar10_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
     from idrop.experiments import cifar10
 
-    _write_tiny_cifar(tmp_path / "data")
+    write_tiny_cifar(tmp_path / "data")
     args = parse(
         cifar10,
         [
