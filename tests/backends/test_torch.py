@@ -245,7 +245,10 @@ def _unfused_grads(module, x, eps):
         {"activation": "relu", "prior": "log-normal", "mean_one": True},
     ],
 )
-def test_kernel_matches_plain_autograd(layer, x_shape, options):
+@pytest.mark.parametrize("drawn", [False, True], ids=["injected-noise", "drawn-noise"])
+def test_kernel_matches_plain_autograd(layer, x_shape, options, drawn):
+    """Both kernel paths (injected noise: the core's formulas; drawn noise with the default law: the
+    in-place lean path) give plain autograd's values and gradients."""
     torch.manual_seed(0)
     module = InfoDropout(layer, **options).double()
     if module.spec.prior == "log-normal":
@@ -253,8 +256,11 @@ def test_kernel_matches_plain_autograd(layer, x_shape, options):
             module.mu.fill_(0.3)
             module.log_sigma.fill_(-0.2)
     x = torch.randn(x_shape, dtype=torch.float64)
-    eps = torch.randn(module.layer(x).shape, dtype=torch.float64)
-    z, kl, grads = _grads(module, x, noise=eps)
+    eps = torch.randn(module.layer(x).shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    if drawn:
+        z, kl, grads = _grads(module, x, generator=torch.Generator().manual_seed(7))
+    else:
+        z, kl, grads = _grads(module, x, noise=eps)
     z0, kl0, grads0 = _unfused_grads(module, x, eps)
     torch.testing.assert_close(z, z0, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(kl, kl0, rtol=1e-12, atol=1e-12)
@@ -265,7 +271,13 @@ def test_kernel_matches_plain_autograd(layer, x_shape, options):
 @pytest.mark.parametrize("use_generator", [False, True])
 @pytest.mark.parametrize("layer", [nn.Linear(7, 5), nn.Conv2d(3, 6, 3, padding=1)])
 def test_redrawn_noise_gives_the_gradients_of_the_drawn_noise(layer, use_generator):
-    """eps is not kept for backward but drawn again from the saved generator state: bit for bit the same."""
+    """eps is not kept for backward but drawn again from the saved generator state: the same draw.
+
+    The outputs agree bit for bit. The gradients agree to float32 rounding only: injected noise runs
+    the core's formulas, drawn noise the in-place lean path, whose products associate differently
+    (``test_kernel_matches_plain_autograd`` pins both to autograd in float64). A wrong redraw would
+    be off by O(1).
+    """
     module = InfoDropout(layer, activation="relu")
     x = torch.randn((4, 7) if isinstance(layer, nn.Linear) else (2, 3, 6, 6))
     seed = 1234
@@ -284,7 +296,7 @@ def test_redrawn_noise_gives_the_gradients_of_the_drawn_noise(layer, use_generat
     z1, _kl1, grads1 = _grads(module, x, noise=eps)
     torch.testing.assert_close(z, z1, rtol=0, atol=0)
     for g, g1 in zip(grads, grads1, strict=True):
-        torch.testing.assert_close(g, g1, rtol=0, atol=0)
+        torch.testing.assert_close(g, g1, rtol=1e-5, atol=1e-6)
     # The draw advanced the default generator exactly once (backward used a private one).
     torch.manual_seed(seed)
     _grads(module, x)
