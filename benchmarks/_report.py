@@ -74,6 +74,11 @@ def _ratio(r: dict[str, Any], key: str) -> str:
     return text
 
 
+def _mem_key(r: dict[str, Any], key: str) -> str:
+    """``key``, or its ``"temp "`` form (XLA scratch rows, reported without a target) when only that is there."""
+    return key if key in r.get("ratios", {}) or f"temp {key}" not in r.get("ratios", {}) else f"temp {key}"
+
+
 def _table(header: list[str], lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return out + ["| " + " | ".join(line) + " |" for line in lines]
@@ -121,7 +126,8 @@ def markdown(result: dict[str, Any]) -> str:
     out += _table(["backend", "device", "layer", "measure", "idrop KiB", "naive KiB", "floor KiB", "idrop/naive",
                    "idrop/floor"],
                   [_where(r) + [_f(r["bytes"][k] / 1024, 1) for k in ("idrop", "naive", "floor")]
-                   + [_ratio(r, "idrop/naive"), _ratio(r, "idrop/floor")] for r in by_kind["memory"]])
+                   + [_ratio(r, _mem_key(r, "idrop/naive")), _ratio(r, _mem_key(r, "idrop/floor"))]
+                   for r in by_kind["memory"]])
     notes = sorted({f"`{r['mode']}`: {r['note']}" for r in by_kind["memory"] if "note" in r})
     out += [""] + [f"- {n}" for n in notes]
     out += ["", "## Training throughput (images/s, whole network, optimiser step included)", ""]

@@ -1,5 +1,5 @@
-"""JAX / Flax NNX benchmarks: layer step (eager, ``nnx.jit``), eval forward, XLA memory analysis,
-network throughput (``nnx.jit``).
+"""JAX / Flax NNX benchmarks: layer step (eager, ``nnx.jit``), eval forward, ``jax.vjp`` residuals and XLA
+memory analysis, network throughput (``nnx.jit``).
 
 Devices: the CPU always, plus the first GPU when JAX has one. Data layout NHWC.
 """
@@ -140,8 +140,68 @@ def layer_eval(case: str, s: Settings, device: tuple[str, Any], compiled: bool) 
                spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
 
 
-def memory(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
-    """XLA's own accounting of the compiled training step (``memory_analysis()``)."""
+def _buffer(a: jax.Array) -> int:
+    """The address of ``a``'s device buffer (``id(a)`` when it has no single one, e.g. sharded)."""
+    try:
+        return a.unsafe_buffer_pointer()
+    except Exception:  # multi-device or otherwise opaque arrays
+        return id(a)
+
+
+def _residual_bytes(loss_fn: Callable, model: nnx.Module, x: jax.Array) -> tuple[int, int, list[str]]:
+    """Bytes of the unique buffers ``jax.vjp`` keeps for the backward pass: ``(without parameters, with them,
+    non-array leaves)``.
+
+    The JAX counterpart of torch's ``saved_tensors_hooks`` count (``torch_bench._saved_bytes``), same rules:
+    unique buffers (deduplicated by address), ``nbytes`` each, ``nnx.Param`` buffers excluded, the input
+    ``x`` (closed over, no gradient, like torch's ``x``) counted when it is kept. ``jax.vjp`` runs eagerly, so
+    the residuals are concrete arrays; in JAX 0.10 the returned ``VJP`` is a pytree whose leaves are exactly
+    its residuals (``args_res``: the primal inputs it keeps, ``opaque_residuals``: everything else; its
+    linear jaxpr has no other constants), a ``custom_vjp``'s ``fwd`` residuals among them.
+    """
+    graphdef, state = nnx.split(model)  # the whole state: the Rngs' counters advance inside the trace
+    params = {_buffer(a) for a in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))}
+
+    def loss(state: Any) -> tuple[jax.Array, Any]:
+        return loss_fn(nnx.merge(graphdef, state), x)
+
+    _, vjp_fn, _ = jax.vjp(loss, state, has_aux=True)
+    buffers: dict[int, int] = {}
+    other = []
+    for leaf in jax.tree_util.tree_leaves(vjp_fn):
+        if isinstance(leaf, jax.Array):
+            key = _buffer(leaf)
+            buffers[key] = max(buffers.get(key, 0), leaf.nbytes)
+        else:
+            other.append(type(leaf).__name__)
+    total = sum(buffers.values())
+    return total - sum(n for b, n in buffers.items() if b in params), total, other
+
+
+def memory(case: str, s: Settings, device: tuple[str, Any]) -> list[dict[str, Any]]:
+    """The residuals ``jax.vjp`` keeps for the backward pass (the target's measure), then XLA's scratch."""
+    return [residuals(case, s, device), xla_temp(case, s, device)]
+
+
+def residuals(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
+    """Bytes kept for the backward pass of one eager training step (torch: ``saved_tensors``)."""
+    name, dev = device
+    with jax.default_device(dev):
+        models, losses, x = _models(case, s)
+        kept = {k: _residual_bytes(fn, models[k], x) for k, fn in losses.items()}
+    other = sorted({t for v in kept.values() for t in v[2]})
+    if other:
+        return skipped(BACKEND, name, "memory", case, "residuals", f"jax.vjp kept non-array residuals: {other}")
+    b = {k: v[0] for k, v in kept.items()}
+    return row(BACKEND, name, "memory", case, "residuals", bytes=b,
+               bytes_incl_params={k: v[1] for k, v in kept.items()},
+               ratios={"idrop/naive": b["idrop"] / b["naive"], "idrop/floor": b["idrop"] / b["floor"]},
+               note="unique buffers among the residuals of an eager jax.vjp of the loss (the leaves of the VJP "
+                    "pytree), nnx.Param excluded, the input x included: the counterpart of torch's saved_tensors")
+
+
+def xla_temp(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
+    """XLA's own accounting of the compiled training step (``memory_analysis()``), for information."""
     name, dev = device
     with jax.default_device(dev):
         models, losses, x = _models(case, s)
@@ -159,10 +219,13 @@ def memory(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
             temp[k], args[k] = stats.temp_size_in_bytes, stats.argument_size_in_bytes
     if min(temp.values()) <= 0:
         return skipped(BACKEND, name, "memory", case, "xla_temp", f"XLA reported no temporaries: {temp}")
+    # Ratio keys prefixed "temp " so that the memory target (on "idrop/naive", the residuals row) does not apply.
     return row(BACKEND, name, "memory", case, "xla_temp", bytes=temp, argument_bytes=args,
-               ratios={"idrop/naive": temp["idrop"] / temp["naive"], "idrop/floor": temp["idrop"] / temp["floor"]},
-               note="temp_size_in_bytes of the jitted value_and_grad step (XLA memory_analysis); under jit the "
-                    "naive and idrop graphs are fused alike")
+               ratios={"temp idrop/naive": temp["idrop"] / temp["naive"],
+                       "temp idrop/floor": temp["idrop"] / temp["floor"]},
+               note="temp_size_in_bytes (XLA memory_analysis) of the jitted value_and_grad step: XLA's scratch of "
+                    "the whole compiled step (forward and backward intermediates; arguments and outputs excluded), "
+                    "not the bytes kept for the backward pass; reported for information, no target")
 
 
 # ---------------------------------------------------------------- networks --
@@ -250,7 +313,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
                     log(f"jax {device[0]} {kind} {case} {mode}")
                     rows.append(fn(case, s, device, compiled))
             log(f"jax {device[0]} memory {case}")
-            rows.append(memory(case, s, device))
+            rows.extend(memory(case, s, device))
         for net in ("mlp", "allcnn"):
             log(f"jax {device[0]} throughput {net}")
             rows.append(throughput(net, s, device))

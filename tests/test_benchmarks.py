@@ -28,11 +28,11 @@ FRAMEWORKS = {"torch": ("torch",), "tensorflow": ("tensorflow", "keras"), "jax":
 def expected_ids(backend: str) -> set[str]:
     """Rows ``--tiny`` (no torch.compile, no XLA for TF; jax.jit always) must produce on the CPU."""
     layer_modes = ("eager", "compiled") if backend == "jax" else ("eager",)
-    memory = {"torch": "saved_tensors", "tensorflow": "saved_tensors", "jax": "xla_temp"}[backend]
+    memory = {"torch": ("saved_tensors",), "tensorflow": ("saved_tensors",), "jax": ("residuals", "xla_temp")}[backend]
     net_mode = "compiled" if backend == "jax" else "eager"
     ids = {f"{backend}/cpu/{kind}/{case}/{mode}" for kind in ("layer_train", "layer_eval")
            for case in CASES for mode in layer_modes}
-    ids |= {f"{backend}/cpu/memory/{case}/{memory}" for case in CASES}
+    ids |= {f"{backend}/cpu/memory/{case}/{m}" for case in CASES for m in memory}
     ids |= {f"{backend}/cpu/throughput/{net}/{net_mode}" for net in NETS}
     return ids
 
