@@ -1,5 +1,7 @@
 """TensorFlow/Keras 3 benchmarks: layer step (eager, ``tf.function(jit_compile=True)``), eval forward,
-network throughput. Memory: GPU peak only (see :data:`MEMORY_SKIP`).
+network throughput. Memory: on the CPU the bytes the backward pass keeps from the forward pass
+(:func:`_kept_tensors`, through private ``tf.function`` gradient API; :data:`MEMORY_SKIP` when it
+fails), on a GPU the allocator's peak.
 
 Devices: the CPU always, plus the first GPU when TensorFlow sees one. Data layout NHWC.
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from benchmarks._settings import Settings, row, skipped
@@ -25,9 +28,10 @@ from idrop.backends.tensorflow import InfoDropout, ib_loss
 BACKEND = "tensorflow"
 N_TRAIN = 60_000
 BETA = 1.0
+#: Reason of the CPU memory row when the private ``tf.function`` gradient API it relies on fails.
 MEMORY_SKIP = (
-    "TensorFlow has no CPU counterpart of torch's saved_tensors_hooks: GradientTape keeps its tensors "
-    "internally, and tf.config.experimental.get_memory_info works on GPUs only"
+    "TensorFlow has no public counterpart of torch's saved_tensors_hooks, and the private tf.function "
+    "gradient API the kept tensors are read from failed"
 )
 
 
@@ -141,9 +145,86 @@ def layer_eval(case: str, s: Settings, device: str, compiled: bool) -> dict[str,
                spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
 
 
+def _kept_tensors(loss_fn: Callable, x: Any) -> list[Any]:
+    """The tensors the backward pass of ``tf.function(loss_fn)`` keeps from its forward pass, as values.
+
+    Under one eager ``GradientTape`` (first order, as in :func:`_step`) a ``tf.function`` call runs a
+    forward function whose extra outputs are the forward-graph tensors its backward function captures
+    (``_FirstOrderTapeGradientFunctions``); the tape keeps exactly the backward function's captured
+    inputs: those outputs (the input ``x`` and the function's own outputs among them when the backward
+    needs them) and eager tensors it captured directly (variable handles, constants). This builds that
+    pair (private API), runs the forward function once and returns the captured inputs as eager tensors.
+    """
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import gradients_util
+
+    cf = tf.function(loss_fn).get_concrete_function(x)
+    call = cf._select_forward_and_backward_functions(
+        [x, *cf.captured_inputs], gradients_util.POSSIBLE_GRADIENT_TYPES_FIRST_ORDER, True)
+    forward, forward_args = call.forward()
+    outputs = forward.call_flat(*forward_args)
+    functions = call._functions
+    graph_outputs = functions._forward_graph.outputs
+    if len(graph_outputs) != len(outputs):
+        raise RuntimeError(f"forward function gave {len(outputs)} outputs for {len(graph_outputs)} graph outputs")
+    values = {ops.tensor_id(t): v for t, v in zip(graph_outputs, outputs)}
+    kept = [values.get(ops.tensor_id(c), c) for c in functions._backward.captured_inputs]
+    stray = [t for t in kept if not isinstance(t, ops.EagerTensor)]
+    if stray:
+        raise RuntimeError(f"backward captures not mapped to forward outputs: {stray[:3]}")
+    return kept
+
+
+def _span(t: Any) -> tuple[int, int] | None:
+    """``(start, end)`` address of a CPU tensor's data (``None`` for handles and empty tensors)."""
+    if t.dtype in (tf.resource, tf.variant):
+        return None
+    a = np.asarray(t)  # zero-copy view of the tensor's buffer on the CPU
+    start = a.__array_interface__["data"][0]
+    return (start, start + a.nbytes) if a.nbytes else None
+
+
+def _union_bytes(spans: list[tuple[int, int]]) -> int:
+    """Bytes covered by the address ranges, each byte counted once."""
+    total, end = 0, 0
+    for lo, hi in sorted(spans):
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
+    return total
+
+
+def _saved_bytes(loss_fn: Callable, variables: list, x: Any) -> tuple[int, int]:
+    """Bytes of the unique buffers the backward pass keeps: ``(without variables, with them)``.
+
+    torch's rules (``benchmarks/torch_bench._saved_bytes``): a buffer shared by several kept tensors
+    (the input and a reshape of it, a variable and its read) counts once, variable buffers are left
+    out of the first number, the input ``x`` is in both. Resource handles are not data and count nowhere.
+    """
+    var_spans = [s for s in (_span(tf.convert_to_tensor(v)) for v in variables) if s]
+    spans = [s for s in (_span(t) for t in _kept_tensors(loss_fn, x)) if s]
+    own = [s for s in spans if not any(lo <= s[0] and s[1] <= hi for lo, hi in var_spans)]
+    return _union_bytes(own), _union_bytes(spans)
+
+
 def memory(case: str, s: Settings, device: str) -> dict[str, Any]:
     if device != "gpu":
-        return skipped(BACKEND, device, "memory", case, "saved_tensors", MEMORY_SKIP)
+        try:
+            with tf.device(_tf_device(device)):
+                fns, variables, x = _losses(case, s)
+                saved = {k: _saved_bytes(fn, variables[k], x) for k, fn in fns.items()}
+        except Exception as err:  # private API: a TensorFlow release may change it
+            return skipped(BACKEND, device, "memory", case, "saved_tensors",
+                           f"{MEMORY_SKIP}: {type(err).__name__}: {err}"[:300])
+        return row(BACKEND, device, "memory", case, "saved_tensors",
+                   bytes={k: v[0] for k, v in saved.items()},
+                   bytes_incl_params={k: v[1] for k, v in saved.items()},
+                   ratios={"idrop/naive": saved["idrop"][0] / saved["naive"][0],
+                           "idrop/floor": saved["idrop"][0] / saved["floor"][0]},
+                   note="tensorflow: unique buffers of the tensors that the backward function of tf.function(loss) "
+                        "takes from its forward function under one eager GradientTape (TF's first-order "
+                        "forward/backward pair, built through private ConcreteFunction API and run once; graph "
+                        "gradient rules, static shapes), variables excluded, input included")
     with tf.device(_tf_device(device)):
         fns, variables, x = _losses(case, s)
         peak = {}

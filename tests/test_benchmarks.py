@@ -64,9 +64,6 @@ def test_tiny_run_has_every_row(tiny_run: tuple[dict, Path], backend: str) -> No
     assert not missing, f"rows missing: {sorted(missing)}"
     for rid in expected_ids(backend):
         r = rows[rid]
-        if backend == "tensorflow" and r["kind"] == "memory":
-            assert r["skipped"], rid  # TF memory on a CPU is skipped, with the reason stated
-            continue
         assert "skipped" not in r, f"{rid}: {r.get('skipped')}"
         assert all_finite_positive(r), f"{rid}: {r}"
 
