@@ -140,10 +140,12 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str) -> Callable[..., Any]:
         # stop_gradient: the eager tape must not record (and keep) the forward's intermediates.
         h, a, noise, *prior = (tf.stop_gradient(t) for t in (h, a, noise, *prior))
         z, kl, eps = (xla_forward if xla else forward)(h, a, noise, *prior)
+        # Only shapes and dtypes for the missing cotangents: closing over z or kl would keep them alive.
+        z_like, kl_like = (tf.shape(z), z.dtype), (tf.shape(kl), kl.dtype)
 
         def grad(gz: Any, gkl: Any) -> tuple[Any, ...]:
-            gz = tf.zeros_like(z) if gz is None else gz
-            gkl = tf.zeros_like(kl) if gkl is None else gkl
+            gz = tf.zeros(*z_like) if gz is None else gz
+            gkl = tf.zeros(*kl_like) if gkl is None else gkl
             g = (xla_backward if xla else backward)(h, a, eps, gz, gkl, *prior)
             return (g[0], g[1], None, *g[2:])
 
