@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from idrop.core import functional as _functional
 from idrop.core._xp import activation as _activation
+from idrop.core.loss import per_sample_kl
 from idrop.core.spec import InfoDropoutSpec
 from idrop.core.vjp import info_dropout_vjp
 
@@ -151,7 +152,7 @@ def _forward(
         xp=namespace,
     )
     if opts.reduce:
-        kl = kl.flatten(1).sum(1)
+        kl = per_sample_kl(kl, xp=xp)  # over the dims, not a flatten: any memory order (channels-last)
     return f, z, kl
 
 
@@ -183,7 +184,7 @@ def _lean_forward(
     z = f * eps.mul_(alpha).exp_()
     kl = alpha.log_().neg_().add_(math.log(spec.max_alpha + spec.alpha_min))
     if opts.reduce:
-        kl = kl.flatten(1).sum(1)
+        kl = per_sample_kl(kl, xp=xp)  # over the dims, not a flatten: any memory order (channels-last)
     return f, z, kl
 
 

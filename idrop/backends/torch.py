@@ -34,6 +34,7 @@ from idrop.core._xp import activation as _activation
 from idrop.core.kl import kl_divergence
 from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
+from idrop.core.loss import per_sample_kl
 from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
@@ -394,7 +395,7 @@ class InfoDropout(_NoisyMap):
         z, kl = _functional.info_dropout(
             f, alpha_logits, None, spec=self.spec, mu=mu, sigma=sigma, training=False, kl_dtype=_kl_dtype(f), xp=xp
         )
-        self.kl = kl.flatten(1).sum(1)
+        self.kl = per_sample_kl(kl, xp=xp)
         return z
 
     def _stacks(self) -> bool:
