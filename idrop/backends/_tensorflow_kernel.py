@@ -56,6 +56,7 @@ class _TFNamespace:
     """
 
     exp = staticmethod(tf.exp)
+    sigmoid = staticmethod(tf.sigmoid)  # optional protocol name: one fused op instead of exp(-softplus(-a))
     expm1 = staticmethod(tf.math.expm1)
     log = staticmethod(tf.math.log)
     log1p = staticmethod(tf.math.log1p)
