@@ -32,6 +32,22 @@ from idrop.core.spec import InfoDropoutSpec
 from idrop.core.vjp import info_dropout_vjp
 
 
+class JaxNamespace:
+    """``jax.numpy`` plus the core protocol's optional ``sigmoid``: ``jax.nn.sigmoid``, XLA's logistic op.
+
+    Without it the core writes sigmoid as ``exp(-softplus(-a))``, three transcendental passes
+    that XLA on the CPU does not fuse into one loop; the two agree to a few ulps.
+    """
+
+    sigmoid = staticmethod(jax.nn.sigmoid)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(jnp, name)
+
+
+XP = JaxNamespace()
+
+
 class Config(NamedTuple):
     """The static options of one kernel call (hashable: ``nondiff_argnums``)."""
 
@@ -101,7 +117,7 @@ def _eps(cfg: Config, f: jax.Array, noise: Any) -> jax.Array | None:
 
 
 def _forward(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma: Any) -> tuple[Any, jax.Array]:
-    f = h if cfg.activation is None else _activation(cfg.activation, h, xp=jnp)
+    f = h if cfg.activation is None else _activation(cfg.activation, h, xp=XP)
     prior = {} if mu is None else {"mu": mu, "sigma": sigma}
     z, kl = _functional.info_dropout(
         f,
@@ -111,7 +127,7 @@ def _forward(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma
         **prior,
         training=cfg.training,
         kl_dtype=None if cfg.kl_dtype in (None, f.dtype) else cfg.kl_dtype,
-        xp=jnp,
+        xp=XP,
     )
     return (z, kl), f
 
@@ -146,7 +162,7 @@ def _bwd(cfg: Config, res: tuple, cts: tuple) -> tuple:
     cdt = jnp.dtype(cfg.kl_dtype or f.dtype)
     fc, ac, zc = f.astype(cdt), a.astype(cdt), z_cot.astype(cdt)
     prior = {} if mu is None else {"mu": mu, "sigma": sigma}
-    g = info_dropout_vjp(fc, ac, eps, zc, kl_cot, spec=cfg.spec, **prior, training=cfg.training, xp=jnp)
+    g = info_dropout_vjp(fc, ac, eps, zc, kl_cot, spec=cfg.spec, **prior, training=cfg.training, xp=XP)
     g_h = g.f
     if cfg.activation == "relu":
         g_h = jnp.where(fc > 0, g_h, jnp.zeros_like(g_h))
@@ -154,7 +170,7 @@ def _bwd(cfg: Config, res: tuple, cts: tuple) -> tuple:
         g_h = g_h * -jnp.expm1(-fc)
     g_noise = None
     if cfg.training and not cfg.draw:  # d z / d eps = z * alpha (both noise forms)
-        alpha = _functional.alpha_from_logits(ac, max_alpha=cfg.spec.max_alpha, alpha_min=cfg.spec.alpha_min, xp=jnp)
+        alpha = _functional.alpha_from_logits(ac, max_alpha=cfg.spec.max_alpha, alpha_min=cfg.spec.alpha_min, xp=XP)
         z = fc * jnp.exp(alpha * eps - (0.5 * alpha * alpha if cfg.spec.mean_one else 0.0))
         g_noise = (zc * z * alpha).astype(noise.dtype)
     g_mu = None if mu is None else _sum_to(g.mu, mu)

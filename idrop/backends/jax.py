@@ -75,10 +75,10 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- #
-# 1. The array namespace: jax.numpy has every name the core uses.             #
+# 1. The array namespace: jax.numpy, plus jax.nn.sigmoid (_jax_kernel.XP).   #
 # --------------------------------------------------------------------------- #
 
-xp = jnp
+xp = _kernel.XP
 
 _HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
