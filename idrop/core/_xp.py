@@ -6,6 +6,8 @@ The core uses only these names of a namespace ``xp``: ``asarray``, ``astype``,
 ``jax.numpy`` and ``array_api_strict`` provide them natively; the torch and Keras
 adapters bring a shim of a few lines. ``tests/core/test_array_api_strict.py``
 runs the core on ``array_api_strict`` so nothing outside this list creeps in.
+Two optional names, ``sigmoid`` and ``relu``, let a shim pass a framework's fused
+kernel for the same values (see :func:`sigmoid`, :func:`relu`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ def softplus(a: Array, *, xp: Namespace) -> Array:
 
 
 def relu(a: Array, *, xp: Namespace) -> Array:
-    """``max(a, 0)``."""
+    """``max(a, 0)``.
+
+    A namespace may offer its own ``relu`` (an optional name of the protocol) with
+    these values and the same gradient (1/2 at 0, as ``maximum``'s tie); the JAX
+    shim's is one compiled call instead of a ``zeros_like`` and a ``maximum``.
+    """
+    native = getattr(xp, "relu", None)
+    if native is not None:
+        return native(a)
     return xp.maximum(a, xp.zeros_like(a))
 
 
