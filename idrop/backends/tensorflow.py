@@ -147,7 +147,32 @@ def _softplus(h: Any) -> Any:
     return tf.maximum(h, 0.0) + tf.math.log1p(tf.exp(-tf.abs(h))), grad
 
 
+try:  # private, but the only way to ask whether any GradientTape could record an op
+    from tensorflow.python.eager.record import could_possibly_record as _could_record
+except ImportError:  # pragma: no cover - a TensorFlow release moved it: always take the custom-gradient ops
+    _could_record = None
+
+
+def _untaped() -> bool:
+    """Eager execution with no active tape: no gradient can be asked of what runs now."""
+    return _could_record is not None and tf.executing_eagerly() and not _could_record()
+
+
+def _relu_untaped(h: Any) -> Any:
+    return tf.nn.relu(h)  # the same values as _relu; its custom_gradient wrapper costs ~0.2 ms per eager call
+
+
+def _softplus_untaped(h: Any) -> Any:
+    return tf.maximum(h, 0.0) + tf.math.log1p(tf.exp(-tf.abs(h)))
+
+
 _LAYER_ACTIVATIONS = {"relu": _relu, "softplus": _softplus}
+_UNTAPED_ACTIVATIONS = {"relu": _relu_untaped, "softplus": _softplus_untaped}
+
+
+def _layer_activation(name: str, h: Any) -> Any:
+    """The layers' activation: with the tie-splitting gradients, or plain ops when no tape can record."""
+    return (_UNTAPED_ACTIVATIONS if _untaped() else _LAYER_ACTIVATIONS)[name](h)
 
 
 class _KerasNamespace:
@@ -532,7 +557,7 @@ class _NoisyMap(keras.layers.Layer):
         h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
         if self.norm is not None:
             h = self.norm(h)
-        return _LAYER_ACTIVATIONS[self.activation](h)
+        return _layer_activation(self.activation, h)
 
     def get_config(self) -> dict[str, Any]:
         ser = keras.saving.serialize_keras_object
@@ -666,7 +691,7 @@ class InfoDropout(_NoisyMap):
             z, self.kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
         else:
             z, kl = info_dropout(
-                _LAYER_ACTIVATIONS[self.activation](h),
+                _layer_activation(self.activation, h),
                 alpha_logits,
                 **self.spec.kl_options,
                 training=False,
