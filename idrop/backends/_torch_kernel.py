@@ -181,7 +181,7 @@ def _lean_forward(
     spec = opts.spec
     f = torch.relu(h) if opts.activation == "relu" else h
     alpha = torch.sigmoid(alpha_logits).mul_(spec.max_alpha).add_(spec.alpha_min)
-    z = f * eps.mul_(alpha).exp_()
+    z = eps.mul_(alpha).exp_().mul_(f)  # in eps's buffer: one allocation fewer (f * noise, same product)
     kl = alpha.log_().neg_().add_(math.log(spec.max_alpha + spec.alpha_min))
     if opts.reduce:
         kl = per_sample_kl(kl, xp=xp)  # over the dims, not a flatten: any memory order (channels-last)
