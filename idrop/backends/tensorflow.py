@@ -1,7 +1,9 @@
 """TensorFlow / Keras 3 adapter: ``info_dropout`` (functional) and ``InfoDropout`` (a ``keras.Layer``).
 
-Sections, in order: (1) the framework import and the ``xp`` shim (over
-``keras.ops``) the core runs on; (2) the functional ops, which draw noise with
+Sections, in order: (1) the framework import; the ``xp`` shim (over ``keras.ops``) the
+core runs on, with the seeds and noise draws, is in ``_tensorflow_ops.py``, the maps'
+calls in ``_tensorflow_maps.py`` and the training kernel in ``_tensorflow_kernel.py``;
+(2) the functional ops, which draw noise with
 ``tf.random.stateless_*(alg="philox")`` seeded from a ``keras.random.SeedGenerator``
 or an int ``seed=`` unless ``noise=`` is given; (3) the layers and the loss helpers.
 It needs Keras 3 on its TensorFlow backend (``KERAS_BACKEND=tensorflow``).
@@ -28,7 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # only if keras is not imp
 
 try:
     import keras
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: F401 - the framework must be importable; the helpers use it
     from keras import ops
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("tensorflow", "TensorFlow") from err
@@ -40,9 +42,27 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover - needs another 
         "For JAX use idrop.backends.jax, for PyTorch idrop.backends.torch."
     )
 
-from keras.src.random.seed_generator import draw_seed as _keras_draw_seed
 
 from idrop.backends._tensorflow_kernel import info_dropout_kernel as _info_dropout_kernel
+from idrop.backends._tensorflow_maps import (
+    _build,
+    _direct,
+    _fresh_copy,
+    _map_call,
+    _twin_call,
+    _twins,
+)
+from idrop.backends._tensorflow_ops import (
+    _check_float,
+    _compute_dtype,
+    _draw_normal,
+    _draw_uniform,
+    _dtype,
+    _layer_activation,
+    _seed,
+    _tensor,
+    xp,
+)
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core.kl import kl_divergence
@@ -53,7 +73,6 @@ from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
     check_beta,
-    check_float_dtype,
     check_n_train,
     check_nonnegative,
     check_probability,
@@ -77,206 +96,8 @@ __all__ = [
     "xp",
 ]
 
-# --------------------------------------------------------------------------- #
-# 1. The array namespace the core is written against (see idrop/core/_xp.py). #
-# --------------------------------------------------------------------------- #
-
-
-def _tie_split(fn: Any) -> Any:
-    """Broadcast both operands, then call ``fn`` (whose gradient assumes equal shapes)."""
-
-    def wrapper(x1: Any, x2: Any) -> Any:
-        x1, x2 = tf.convert_to_tensor(x1), tf.convert_to_tensor(x2)
-        if x1.shape != x2.shape:
-            shape = tf.broadcast_dynamic_shape(tf.shape(x1), tf.shape(x2))
-            x1, x2 = tf.broadcast_to(x1, shape), tf.broadcast_to(x2, shape)
-        return fn(x1, x2)
-
-    return wrapper
-
-
-@_tie_split
-@tf.custom_gradient
-def _maximum(x1: Any, x2: Any) -> Any:
-    """``maximum`` whose gradient splits ties evenly, as torch and JAX do.
-
-    TensorFlow gives a tie wholly to ``x1``, so ``relu'(0)`` would be 1 here and
-    1/2 in the other backends and in the reference's finite differences.
-    """
-
-    def grad(g: Any) -> tuple[Any, Any]:
-        w = tf.where(x1 > x2, tf.ones_like(g), tf.where(x1 < x2, tf.zeros_like(g), 0.5 * tf.ones_like(g)))
-        return g * w, g * (1 - w)
-
-    return tf.maximum(x1, x2), grad
-
-
-@_tie_split
-@tf.custom_gradient
-def _logaddexp(x1: Any, x2: Any) -> Any:
-    """``logaddexp`` with the exact gradient ``sigmoid(x1 - x2)``.
-
-    ``keras.ops.logaddexp`` is ``max(x1, x2) + softplus(-|x1 - x2|)`` under
-    TensorFlow, whose gradient at ``x1 == x2`` is 1 instead of 1/2 (the max and
-    abs kinks), which doubled ``d sigmoid / da`` at ``a = 0``.
-    """
-
-    def grad(g: Any) -> tuple[Any, Any]:
-        return g * tf.sigmoid(x1 - x2), g * tf.sigmoid(x2 - x1)
-
-    return ops.logaddexp(x1, x2), grad
-
-
-@tf.custom_gradient
-def _relu(h: Any) -> Any:
-    """``max(h, 0)`` with the tie gradient 1/2 at 0 of :func:`_maximum`, in one op (the layers' activation)."""
-
-    def grad(g: Any) -> Any:
-        return g * (0.5 * (tf.sign(h) + 1.0))
-
-    return tf.maximum(h, 0.0), grad
-
-
-@tf.custom_gradient
-def _softplus(h: Any) -> Any:
-    """``logaddexp(h, 0)`` (the same formula as ``keras.ops.logaddexp``) with the gradient ``sigmoid(h)``."""
-
-    def grad(g: Any) -> Any:
-        return g * tf.sigmoid(h)
-
-    return tf.maximum(h, 0.0) + tf.math.log1p(tf.exp(-tf.abs(h))), grad
-
-
-try:  # private, but the only way to ask whether any GradientTape could record an op
-    from tensorflow.python.eager.record import could_possibly_record as _could_record
-except ImportError:  # pragma: no cover - a TensorFlow release moved it: always take the custom-gradient ops
-    _could_record = None
-
-
-def _untaped() -> bool:
-    """Eager execution with no active tape: no gradient can be asked of what runs now."""
-    return _could_record is not None and tf.executing_eagerly() and not _could_record()
-
-
-def _relu_untaped(h: Any) -> Any:
-    return tf.nn.relu(h)  # the same values as _relu; its custom_gradient wrapper costs ~0.2 ms per eager call
-
-
-def _softplus_untaped(h: Any) -> Any:
-    return tf.maximum(h, 0.0) + tf.math.log1p(tf.exp(-tf.abs(h)))
-
-
-_LAYER_ACTIVATIONS = {"relu": _relu, "softplus": _softplus}
-_UNTAPED_ACTIVATIONS = {"relu": _relu_untaped, "softplus": _softplus_untaped}
-
-
-def _layer_activation(name: str, h: Any) -> Any:
-    """The layers' activation: with the tie-splitting gradients, or plain ops when no tape can record."""
-    return (_UNTAPED_ACTIVATIONS if _untaped() else _LAYER_ACTIVATIONS)[name](h)
-
-
-class _KerasNamespace:
-    """The handful of array-API names the core uses, spelled with ``keras.ops``."""
-
-    exp = staticmethod(ops.exp)
-    expm1 = staticmethod(ops.expm1)
-    log = staticmethod(ops.log)
-    log1p = staticmethod(ops.log1p)
-    logaddexp = staticmethod(_logaddexp)
-    maximum = staticmethod(_maximum)
-    sqrt = staticmethod(ops.sqrt)
-    square = staticmethod(ops.square)
-    where = staticmethod(ops.where)
-    zeros_like = staticmethod(ops.zeros_like)
-    ones_like = staticmethod(ops.ones_like)
-    asarray = staticmethod(ops.convert_to_tensor)
-
-    @staticmethod
-    def astype(x: Any, dtype: Any) -> Any:
-        return ops.cast(x, dtype)
-
-    @staticmethod
-    def sum(x: Any, axis: Any = None) -> Any:
-        return ops.sum(x, axis=axis)
-
-    @staticmethod
-    def mean(x: Any, axis: Any = None) -> Any:
-        return ops.mean(x, axis=axis)
-
-
-xp = _KerasNamespace()
-
-_HALF = ("float16", "bfloat16")
-
-
-def _dtype(t: Any) -> str:
-    return keras.backend.standardize_dtype(t.dtype)
-
-
-def _compute_dtype(t: Any) -> str:
-    """float32 for half-precision tensors (KL and noise), else the tensor's dtype."""
-    return "float32" if _dtype(t) in _HALF else _dtype(t)
-
-
-def _check_float(name: str, t: Any) -> None:
-    check_float_dtype(name, _dtype(t), keras.backend.is_float_dtype(_dtype(t)))
-
-
-def _tensor(t: Any, dtype: str | None = None) -> Any:
-    """``t`` as a tensor; cast to ``dtype`` if given (Python floats convert straight to it)."""
-    if hasattr(t, "dtype") and hasattr(t, "shape"):
-        return t if dtype is None else ops.cast(t, dtype)
-    # Not ops.cast(0.3, "float64"): that rounds through float32 first.
-    return ops.convert_to_tensor(t, dtype=dtype)
-
-
-def _seed(seed: Any) -> Any:
-    """The ``int32[2]`` seed of a stateless op from a ``SeedGenerator`` (advanced), an int or ``None``.
-
-    The same words as ``keras.random`` uses (its ``draw_seed`` and the int32 fold of its
-    TensorFlow backend), with the replica id folded in under ``tf.distribute``.
-    """
-    if isinstance(seed, keras.random.SeedGenerator):
-        words = seed.next()
-    else:
-        words = _keras_draw_seed(seed)
-    if words.dtype != tf.int32:
-        words = tf.cast(tf.math.floormod(words, tf.int32.max - 1), tf.int32)
-    return _fold_replica(words)
-
-
-#: Odd 31-bit constant that spreads replica ids over the seed space (golden-ratio hashing).
-_REPLICA_STRIDE = 0x1E3779B1
-
-
-def _fold_replica(words: Any) -> Any:
-    """Fold the replica id into the seed's first word, so replicas draw different noise.
-
-    Under ``tf.distribute`` a ``SeedGenerator``'s state is one mirrored variable: without
-    this every replica would read the same seed and draw the SAME noise (the classic
-    data-parallel bug). Replica 0, and any code outside a strategy, keeps its seed.
-    """
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return words
-    rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-    first = tf.math.floormod(tf.cast(words[0], tf.int64) + rid * _REPLICA_STRIDE, tf.int32.max - 1)
-    first = tf.where(rid == 0, words[0], tf.cast(first, tf.int32))
-    return tf.stack([first, words[1]])
-
-
-def _draw_normal(like: Any, seed: Any) -> Any:
-    """Standard normals shaped like ``like``, in float32 at least (never half).
-
-    ``tf.random.stateless_normal(alg="philox")``: the default of ``keras.random.normal``
-    (``auto_select``) is ~40x slower under XLA on the CPU.
-    """
-    return tf.random.stateless_normal(tf.shape(like), seed=_seed(seed), dtype=_compute_dtype(like), alg="philox")
-
-
-def _draw_uniform(like: Any, seed: Any) -> Any:
-    """Standard uniforms on ``[0, 1)`` shaped like ``like``, in float32 at least (Philox, as above)."""
-    return tf.random.stateless_uniform(tf.shape(like), seed=_seed(seed), dtype=_compute_dtype(like), alg="philox")
+# 1. The array namespace (``xp``), activations, dtype checks, seeds and noise  #
+#    draws live in _tensorflow_ops.py; the two maps' calls in _tensorflow_maps. #
 
 
 # --------------------------------------------------------------------------- #
@@ -417,100 +238,11 @@ def lognormal_dropout(
 # 3. Layers and losses.                                                        #
 # --------------------------------------------------------------------------- #
 
-_MAPS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
-
-def _fresh_copy(layer: keras.Layer) -> keras.Layer:
-    """A new, unbuilt map of ``layer``'s kind and shape (own weights, linear activation)."""
-    if isinstance(layer, _MAPS):
-        config = {**layer.get_config(), "name": f"{layer.name}_alpha", "activation": "linear"}
-        return type(layer).from_config(config)
-    raise ValueError(
-        "Invalid value received for argument `alpha_layer`. Expected a layer when "
-        "`layer` is not Dense/Conv1D/2D/3D. "
-        f"Received: alpha_layer=None, layer={type(layer).__name__}"
-    )
-
-
-#: Twin maps computed in one op on their concatenated kernels: faster for convolutions (eager about
-#: even, ~1.4x under XLA on the CPU), slower for Dense (the copy of the kernels costs more than it saves).
-_STACK = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
-
-def _direct(layer: keras.Layer | None) -> bool:
-    """Whether :func:`_map_call` may compute ``layer`` without its ``__call__`` (a plain Dense/ConvND)."""
-    return (
-        type(layer) in _MAPS
-        and layer.built
-        and not getattr(layer, "quantization_mode", None)
-        and not layer.activity_regularizer
-        and (isinstance(layer, keras.layers.Dense) or layer.data_format == "channels_last")
-    )
-
-
-def _weights(layer: keras.Layer, dtype: str) -> tuple[Any, Any]:
-    return ops.cast(layer.kernel, dtype), (ops.cast(layer.bias, dtype) if layer.use_bias else None)
-
-
-def _linear_map(layer: keras.Layer, x: Any, kernel: Any, bias: Any) -> Any:
-    """``layer.call`` without the activation, on the given (compute-dtype) kernel and bias."""
-    y = ops.matmul(x, kernel) if isinstance(layer, keras.layers.Dense) else layer.convolution_op(x, kernel)
-    return y if bias is None else ops.add(y, bias)
-
-
-def _activate(layer: keras.Layer, h: Any) -> Any:
-    return h if layer.activation in (None, keras.activations.linear) else layer.activation(h)
-
-
-def _map_call(layer: keras.Layer, x: Any) -> Any:
-    """``layer(x)`` for a :func:`_direct` layer, as its ``call`` computes it, without the ``__call__``
-    machinery (~0.7 ms of Python per call in eager mode, as much as a 128x784x1024 matmul's half)."""
-    dtype = layer.compute_dtype
-    return _activate(layer, _linear_map(layer, ops.cast(x, dtype), *_weights(layer, dtype)))
-
-
-def _twins(layer: keras.Layer, alpha_layer: keras.Layer) -> bool:
-    """Whether ``alpha_layer`` is a linear twin of ``layer`` (same class and geometry, own weights)."""
-    if type(layer) is not type(alpha_layer) or not (_direct(layer) and _direct(alpha_layer)):
-        return False
-    if alpha_layer.activation not in (None, keras.activations.linear) or layer.use_bias != alpha_layer.use_bias:
-        return False
-    if layer.dtype_policy.name != alpha_layer.dtype_policy.name:
-        return False
-    if tuple(layer.kernel.shape) != tuple(alpha_layer.kernel.shape):
-        return False
-    if isinstance(layer, keras.layers.Dense):
-        return True
-    geometry = ("strides", "padding", "dilation_rate", "data_format", "groups")
-    return all(getattr(layer, k) == getattr(alpha_layer, k) for k in geometry)
-
-
-def _twin_call(layer: keras.Layer, alpha_layer: keras.Layer, x: Any) -> tuple[Any, Any]:
-    """``(layer(x), alpha_layer(x))`` of :func:`_twins`; one op on the concatenated kernels for :data:`_STACK`."""
-    dtype = layer.compute_dtype
-    x = ops.cast(x, dtype)
-    (k, b), (ka, ba) = _weights(layer, dtype), _weights(alpha_layer, dtype)
-    if isinstance(layer, _STACK) and layer.groups == 1:
-        y = _linear_map(layer, x, tf.concat([k, ka], axis=-1), None if b is None else tf.concat([b, ba], axis=0))
-        h, alpha_logits = tf.split(y, 2, axis=-1)
-    else:
-        h, alpha_logits = _linear_map(layer, x, k, b), _linear_map(alpha_layer, x, ka, ba)
-    return _activate(layer, h), alpha_logits
-
 
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise invalid(name, "a bool", value)
     return value
-
-
-def _build(layer: keras.Layer | None, shape: tuple) -> tuple:
-    """Build ``layer`` for inputs of ``shape`` (if it is not yet) and return its output shape."""
-    if layer is None:
-        return shape
-    if not layer.built:
-        layer.build(shape)
-    return tuple(layer.compute_output_shape(shape))
 
 
 class _NoisyMap(keras.layers.Layer):
