@@ -1,0 +1,195 @@
+"""The PyTorch adapter's functional ops: ``info_dropout`` (like ``F.dropout``), the baselines'
+noise and ``gaussian_kl`` (re-exported by :mod:`idrop.backends.torch`, with the modules).
+
+They draw noise with torch's RNG (optionally a ``generator=``) unless ``noise=`` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from idrop.backends import _torch_kernel as _kernel
+from idrop.core import functional as _functional
+from idrop.core import noise as _noise
+from idrop.core.kl import kl_divergence
+from idrop.core.priors import GaussianPosterior, StandardNormalPrior
+from idrop.core.spec import (
+    InfoDropoutSpec,
+    check_float_dtype,
+    check_nonnegative,
+    check_probability,
+    check_same_shape,
+)
+
+# --------------------------------------------------------------------------- #
+# 1. The array namespace the core is written against (see idrop/core/_xp.py), #
+#    the noise draws and the fused training kernel live in _torch_kernel.py.  #
+# --------------------------------------------------------------------------- #
+
+xp = _kernel.xp
+_compute_dtype = _kernel.compute_dtype
+_draw_normal = _kernel.draw_normal
+
+
+def _check_float(name: str, t: torch.Tensor) -> None:
+    check_float_dtype(name, str(t.dtype).removeprefix("torch."), t.is_floating_point())
+
+
+# --------------------------------------------------------------------------- #
+# 2. Functional ops.                                                           #
+# --------------------------------------------------------------------------- #
+
+
+def _kl_dtype(f: torch.Tensor) -> torch.dtype | None:
+    """The ``kl_dtype`` argument of the core: float32 for half-precision ``f``, else ``None``."""
+    return None if _compute_dtype(f) == f.dtype else _compute_dtype(f)
+
+
+def _prior_params(spec: InfoDropoutSpec, f: torch.Tensor, mu: Any, sigma: Any) -> tuple[Any, Any]:
+    """``(mu, sigma)`` as tensors in the KL's dtype for the log-normal prior; ``(None, None)`` otherwise."""
+    if spec.prior != "log-normal":
+        return None, None
+    dtype = _compute_dtype(f)
+    mu = torch.as_tensor(0.0 if mu is None else mu, dtype=dtype, device=f.device)
+    return mu, torch.as_tensor(1.0 if sigma is None else sigma, dtype=dtype, device=f.device)
+
+
+def alpha_from_logits(alpha_logits: torch.Tensor, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> torch.Tensor:
+    """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
+    spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
+    return _functional.alpha_from_logits(alpha_logits, max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp)
+
+
+def info_dropout(
+    f: torch.Tensor,
+    alpha_logits: torch.Tensor,
+    *,
+    prior: str = "log-uniform",
+    max_alpha: float = 0.7,
+    alpha_min: float = 1e-3,
+    mean_one: bool = False,
+    zero_units: str = "count",
+    mu: torch.Tensor | float | None = None,
+    sigma: torch.Tensor | float | None = None,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Information Dropout of an activation ``f`` given the alpha branch's logits.
+
+    .. math:: z = f\,e^{\alpha\epsilon},\quad \alpha = \alpha_{\min} + \alpha_{\max}\sigma(a),
+        \quad \epsilon\sim\mathcal N(0, 1)
+
+    with the per-unit KL of eq. 3 (log-uniform prior) or eq. 4 (log-normal prior).
+
+    Args:
+        f: the activation ``f(x)`` (floating point, any shape).
+        alpha_logits: the alpha branch's output, same shape as ``f``.
+        prior: ``"log-uniform"`` or ``"log-normal"``.
+        max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
+        mu, sigma: the log-normal prior's parameters (default 0 and 1).
+        training: apply noise (``True``) or return ``f`` (``False``), like ``F.dropout``.
+        noise: the standard-normal ``eps`` to use instead of drawing it.
+        generator: RNG for the draw.
+
+    Returns:
+        ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
+        half-precision inputs.
+    """
+    spec = InfoDropoutSpec(
+        prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
+    )
+    _check_float("f", f)
+    _check_float("alpha_logits", alpha_logits)
+    check_same_shape(f.shape, alpha_logits.shape)
+    mu, sigma = _prior_params(spec, f, mu, sigma)
+    if training:
+        return _kernel.train_step(
+            f,
+            alpha_logits,
+            spec=spec,
+            activation=None,
+            reduce=False,
+            mu=mu,
+            sigma=sigma,
+            noise=noise,
+            generator=generator,
+        )
+    return _functional.info_dropout(
+        f, alpha_logits, None, spec=spec, mu=mu, sigma=sigma, training=False, kl_dtype=_kl_dtype(f), xp=xp
+    )
+
+
+def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    r"""Per-unit ``KL(N(mu, scale^2) || N(0, 1))``, the VAE's latent term (Sec. 5).
+
+    Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
+    """
+    _check_float("mu", mu)
+    dtype = _compute_dtype(mu)
+    posterior = GaussianPosterior(mu.to(dtype), scale.to(dtype))
+    return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
+
+
+def _baseline(law: str, f: torch.Tensor, raw: torch.Tensor, **params: Any) -> torch.Tensor:
+    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
+    out = _noise.NOISE_LAWS[law].apply(
+        f.to(_compute_dtype(f)), raw.to(device=f.device, dtype=_compute_dtype(f)), xp=xp, **params
+    )
+    return out.to(f.dtype)
+
+
+def binary_dropout(
+    f: torch.Tensor,
+    rate: float = 0.5,
+    *,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
+    rate = check_probability("rate", rate)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    if noise is None:
+        kw = {} if generator is None else {"generator": generator}  # rand_like: symbolic shapes under compile
+        noise = torch.rand_like(f, dtype=_compute_dtype(f), memory_format=torch.contiguous_format, **kw)
+    return _baseline("binary", f, noise, rate=rate)
+
+
+def gaussian_dropout(
+    f: torch.Tensor,
+    rate: float = 0.5,
+    *,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
+    rate = check_probability("rate", rate)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    eps = _draw_normal(f, generator) if noise is None else noise
+    return _baseline("gaussian", f, eps, rate=rate)
+
+
+def lognormal_dropout(
+    f: torch.Tensor,
+    alpha: float = 0.7,
+    *,
+    mean_one: bool = False,
+    training: bool = True,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
+    alpha = check_nonnegative("alpha", alpha)
+    _check_float("f", f)
+    if not training:
+        return f
+    eps = _draw_normal(f, generator) if noise is None else noise
+    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
