@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from benchmarks._settings import TARGETS
+from benchmarks._settings import GPU_TARGETS, TARGETS
 
 
 def _cpu_model() -> str:
@@ -94,7 +94,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows = [r for r in result["rows"] if "skipped" not in r]
     by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("layer_train", "layer_eval", "memory", "throughput")}
     m = result["machine"]
-    t = TARGETS
+    t, g = TARGETS, GPU_TARGETS
     out = [
         "# idrop benchmarks", "",
         f"Command: `{result['command']}`  ",
@@ -108,7 +108,10 @@ def markdown(result: dict[str, Any]) -> str:
         "round-robin in the same process (`benchmarks/_timing.py`). Targets (CPU): "
         f"train idrop/floor <= {t['layer_train']['idrop/floor']} and idrop/naive <= "
         f"{t['layer_train']['idrop/naive']}; eval idrop/plain <= {t['layer_eval']['idrop/plain']}; "
-        f"memory idrop/naive <= {t['memory']['idrop/naive']}.", "",
+        f"memory idrop/naive <= {t['memory']['idrop/naive']}. Targets (GPU): train idrop/floor <= "
+        f"{g['layer_train']['idrop/floor']} and idrop/naive <= {g['layer_train']['idrop/naive']} (1.5x faster); "
+        f"All-CNN-32 under bfloat16 and compilation (`*-bf16` rows), time information/binary <= "
+        f"{g['throughput']['information/binary']}.", "",
         *[f"- {n}" for n in NOTES], "",
         "## Layer training step (forward + backward, KL in the loss)", "",
         "floor: one map with both weight matrices stacked + the same number of normal draws; naive: "

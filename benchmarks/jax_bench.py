@@ -6,6 +6,7 @@ Devices: the CPU always, plus the first GPU when JAX has one. Data layout NHWC.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -286,26 +287,30 @@ def _global_avg_pool(x: jax.Array) -> jax.Array:
     return jnp.mean(x, axis=(1, 2))
 
 
-def all_cnn_32(method: str, s: Settings) -> nnx.Module:
+def all_cnn_32(method: str, s: Settings, dtype: Any = None) -> nnx.Module:
+    """All-CNN-32; ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters."""
     c1, c2 = s.cnn_c1, s.cnn_c2
     seeds = iter(range(1000))
 
     def conv(cin: int, cout: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[Callable]:
         seed = next(seeds)
-        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", rngs=nnx.Rngs(seed))
-        return _hidden(method if drop else "none", layer, 100 + seed, nnx.BatchNorm(cout, rngs=nnx.Rngs(seed)))
+        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype,
+                         rngs=nnx.Rngs(seed))
+        norm = nnx.BatchNorm(cout, dtype=dtype, rngs=nnx.Rngs(seed))
+        return _hidden(method if drop else "none", layer, 100 + seed, norm)
 
     return nnx.Sequential(
         *conv(3, c1), *conv(c1, c1), *conv(c1, c1, stride=2, drop=True),
         *conv(c1, c2), *conv(c2, c2), *conv(c2, c2, stride=2, drop=True),
-        *conv(c2, c2), *conv(c2, c2, k=1), nnx.Conv(c2, 10, (1, 1), rngs=nnx.Rngs(99)), _global_avg_pool,
+        *conv(c2, c2), *conv(c2, c2, k=1), nnx.Conv(c2, 10, (1, 1), dtype=dtype, rngs=nnx.Rngs(99)),
+        _global_avg_pool,
     )
 
 
 @nnx.jit
 def _train_step(model: nnx.Module, opt: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
     def loss_fn(model: nnx.Module) -> jax.Array:
-        task = optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+        task = optax.softmax_cross_entropy_with_integer_labels(model(x).astype(jnp.float32), y).mean()
         return ib_loss(task, model, beta=BETA, n_train=N_TRAIN)
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -313,14 +318,16 @@ def _train_step(model: nnx.Module, opt: nnx.Optimizer, x: jax.Array, y: jax.Arra
     return loss
 
 
-def throughput(net: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
+def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = False) -> dict[str, Any]:
+    """Images per second of one jitted training step with each dropout method (``mixed``: All-CNN-32
+    computing in bfloat16 with float32 parameters, the GPU target's setting)."""
     name, dev = device
     with jax.default_device(dev):
         key = jax.random.key(1)
         if net == "mlp":
             build, batch, x = mnist_mlp, s.mlp_batch, jax.random.normal(key, (s.mlp_batch, s.mlp_in))
         else:
-            build, batch = all_cnn_32, s.cnn_batch
+            build, batch = functools.partial(all_cnn_32, dtype=jnp.bfloat16 if mixed else None), s.cnn_batch
             x = jax.random.normal(key, (batch, s.cnn_hw, s.cnn_hw, 3))
         y = jax.random.randint(key, (batch,), 0, 10)
         steps = {}
@@ -329,7 +336,7 @@ def throughput(net: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]
             opt = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param)
             steps[method] = lambda model=model, opt=opt: _train_step(model, opt, x, y)
         c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync, min_sample_s=0.0)
-    return row(BACKEND, name, "throughput", net, "compiled",
+    return row(BACKEND, name, "throughput", net, "compiled-bf16" if mixed else "compiled",
                images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
                times_ms={k: c.median_ms(k) for k in steps},
                ratios={"information/none": c.ratio("information", "none"),
@@ -352,6 +359,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         for net in ("mlp", "allcnn"):
             log(f"jax {device[0]} throughput {net}")
             rows.append(throughput(net, s, device))
+        if device[0] != "cpu" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+            log(f"jax {device[0]} throughput allcnn bf16")
+            rows.append(throughput("allcnn", s, device, mixed=True))
     return rows
 
 

@@ -271,7 +271,20 @@ def all_cnn_32(method: str, s: Settings) -> keras.Model:
     ])
 
 
-def throughput(net: str, s: Settings, device: str, compiled: bool) -> dict[str, Any]:
+def _built(build: Callable, method: str, s: Settings, mixed: bool) -> keras.Model:
+    """``build(method, s)``, under the ``mixed_bfloat16`` dtype policy when ``mixed``."""
+    policy = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        return build(method, s)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def throughput(net: str, s: Settings, device: str, compiled: bool, mixed: bool = False) -> dict[str, Any]:
+    """Images per second of one training step with each dropout method (``mixed``: bfloat16 compute,
+    float32 variables, the GPU target's setting)."""
     with tf.device(_tf_device(device)):
         keras.utils.set_random_seed(0)
         if net == "mlp":
@@ -282,13 +295,14 @@ def throughput(net: str, s: Settings, device: str, compiled: bool) -> dict[str, 
         y = tf.random.uniform((batch,), 0, 10, dtype=tf.int32)
         steps = {}
         for method in ("none", "binary", "information"):
-            model = build(method, s)
+            model = _built(build, method, s, mixed)
             opt = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
             opt.build(model.trainable_variables)
 
             def step(x: Any, y: Any, model: keras.Model = model, opt: keras.Optimizer = opt) -> Any:
                 with tf.GradientTape() as tape:
                     logits = model(x, training=True)
+                    logits = tf.cast(logits, tf.float32)
                     task = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
                     loss = ib_loss(task, model, beta=BETA, n_train=N_TRAIN)
                 grads = tape.gradient(loss, model.trainable_variables)
@@ -298,7 +312,8 @@ def throughput(net: str, s: Settings, device: str, compiled: bool) -> dict[str, 
             fn = tf.function(step, jit_compile=True) if compiled else step
             steps[method] = lambda fn=fn: fn(x, y)
         c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync, min_sample_s=0.0)
-    return row(BACKEND, device, "throughput", net, "compiled" if compiled else "eager",
+    mode = ("compiled" if compiled else "eager") + ("-bf16" if mixed else "")
+    return row(BACKEND, device, "throughput", net, mode,
                images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
                times_ms={k: c.median_ms(k) for k in steps},
                ratios={"information/none": c.ratio("information", "none"),
@@ -330,6 +345,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
             # Eager Keras training is not how TF is run for throughput; tf.function+XLA is (--no-compile: eager).
             log(f"tensorflow {device} throughput {net}")
             rows.append(throughput(net, s, device, compiled=s.compile))
+        if device == "gpu" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+            log(f"tensorflow {device} throughput allcnn bf16")
+            rows.append(throughput("allcnn", s, device, compiled=s.compile, mixed=True))
     return rows
 
 

@@ -216,7 +216,12 @@ def all_cnn_32(method: str, s: Settings) -> nn.Module:
     )
 
 
-def throughput(net: str, s: Settings, device: str) -> dict[str, Any]:
+def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[str, Any]:
+    """Images per second of one training step with each dropout method.
+
+    ``mixed``: the GPU target's setting, bfloat16 autocast with the forward and loss compiled
+    (``torch.compile`` unless ``--no-compile``); otherwise eager float32.
+    """
     torch.manual_seed(0)
     if net == "mlp":
         build, batch, x = mnist_mlp, s.mlp_batch, torch.randn(s.mlp_batch, s.mlp_in, device=device)
@@ -229,9 +234,16 @@ def throughput(net: str, s: Settings, device: str) -> dict[str, Any]:
         model = build(method, s).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
-        def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
+        def forward(model: nn.Module = model) -> torch.Tensor:
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=mixed):
+                return ib_loss(F.cross_entropy(model(x), y), model, beta=BETA, n_train=N_TRAIN)
+
+        if mixed and s.compile:
+            forward = _compile(forward)
+
+        def step(forward: Callable = forward, opt: torch.optim.Optimizer = opt) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = ib_loss(F.cross_entropy(model(x), y), model, beta=BETA, n_train=N_TRAIN)
+            loss = forward()
             loss.backward()
             opt.step()
             return loss
@@ -239,7 +251,8 @@ def throughput(net: str, s: Settings, device: str) -> dict[str, Any]:
         steps[method] = step
     c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync_for(device),
                 min_sample_s=0.0)
-    return row(BACKEND, device, "throughput", net, "eager",
+    mode = ("compiled-bf16" if s.compile else "eager-bf16") if mixed else "eager"
+    return row(BACKEND, device, "throughput", net, mode,
                images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
                times_ms={k: c.median_ms(k) for k in steps},
                ratios={"information/none": c.ratio("information", "none"),
@@ -270,6 +283,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         for net in ("mlp", "allcnn"):
             log(f"torch {device} throughput {net}")
             rows.append(throughput(net, s, device))
+        if device == "cuda" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+            log(f"torch {device} throughput allcnn bf16")
+            rows.append(throughput("allcnn", s, device, mixed=True))
     return rows
 
 

@@ -34,6 +34,7 @@ def expected_ids(backend: str) -> set[str]:
            for case in CASES for mode in layer_modes}
     ids |= {f"{backend}/cpu/memory/{case}/{m}" for case in CASES for m in memory}
     ids |= {f"{backend}/cpu/throughput/{net}/{net_mode}" for net in NETS}
+    ids.add(f"{backend}/cpu/throughput/allcnn/{net_mode}-bf16")  # the GPU target's row, smoke-tested here
     return ids
 
 
