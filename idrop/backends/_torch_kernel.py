@@ -16,8 +16,8 @@ precision, noise drawn here) runs a lean eager path, :func:`_lean_forward` and
 :func:`_lean_backward`: the same formulas in place, so each step allocates four
 temporaries instead of about fifteen. On a CPU every fresh buffer costs page
 faults (a new 512 KiB tensor is ~5x slower to fill than a reused one), so this is
-most of the eager overhead. ``tests/backends/test_torch_kernel.py`` checks it
-against the core path.
+most of the eager overhead. ``test_kernel_matches_plain_autograd`` in
+``tests/backends/test_torch.py`` checks it against plain autograd through the core.
 
 Limits: no double backward (``once_differentiable``), no forward-mode AD, and
 no gradient with respect to injected ``noise``. At ``h == 0`` exactly the ReLU
