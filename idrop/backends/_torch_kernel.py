@@ -12,7 +12,7 @@ in backward, as ``torch.utils.checkpoint`` does with ``preserve_rng_state``
 (CPU and CUDA; injected noise, other devices and ``torch.compile`` keep ``eps``).
 
 The default law (log-uniform prior, median-one noise, ReLU or no activation, full
-precision, noise drawn here) runs a lean eager path, :func:`_lean_forward` and
+precision) runs a lean eager path, :func:`_lean_forward` and
 :func:`_lean_backward`: the same formulas in place, so each step allocates four
 temporaries instead of about fifteen. On a CPU every fresh buffer costs page
 faults (a new 512 KiB tensor is ~5x slower to fill than a reused one), so this is
@@ -156,11 +156,12 @@ def _forward(
     return f, z, kl
 
 
-def _lean(opts: _Options, h: torch.Tensor, alpha_logits: torch.Tensor, state: torch.Tensor | None) -> bool:
-    """Whether the in-place path applies: the default law, full precision, eps drawn here and redrawable."""
+def _lean(opts: _Options, h: torch.Tensor, alpha_logits: torch.Tensor) -> bool:
+    """Whether the in-place path applies: the default law in full precision, outside ``torch.compile``
+    (which fuses the chain itself)."""
     spec = opts.spec
     return (
-        state is not None
+        not torch.compiler.is_compiling()
         and spec.prior == "log-uniform"
         and spec.zero_units == "count"
         and not spec.mean_one
@@ -234,9 +235,9 @@ class InfoDropoutFunction(torch.autograd.Function):
         else:
             state = _generator_state(h.device, generator)
             eps = draw_normal(h, generator)
-        ctx.lean = _lean(opts, h, alpha_logits, state)
-        if ctx.lean:
-            f, z, kl = _lean_forward(h, alpha_logits, eps, opts)
+        ctx.lean = _lean(opts, h, alpha_logits)
+        if ctx.lean:  # it consumes eps's buffer: a copy when eps is kept for backward
+            f, z, kl = _lean_forward(h, alpha_logits, eps if state is not None else eps.clone(), opts)
         else:
             f, z, kl = _forward(h, alpha_logits, mu, sigma, eps, opts, kernel_xp)
         # Keep f, except a ReLU input that is a view (the stacked maps' output, whose storage the
@@ -253,12 +254,13 @@ class InfoDropoutFunction(torch.autograd.Function):
         kept, alpha_logits, mu, sigma, eps = ctx.saved_tensors
         opts = ctx.opts
         f = _activation("relu", kept, xp=kernel_xp) if ctx.redo_relu else kept
-        if eps is None:
+        redrawn = eps is None
+        if redrawn:
             eps = _redraw(ctx.state, f)
         if kl_cot is not None and opts.reduce:
             kl_cot = kl_cot.reshape(kl_cot.shape + (1,) * (f.dim() - 1))
-        if ctx.lean:
-            g_h, g_a = _lean_backward(f, alpha_logits, eps, z_cot, kl_cot, opts)
+        if ctx.lean:  # it consumes eps's buffer: a copy of a kept eps (backward may run again)
+            g_h, g_a = _lean_backward(f, alpha_logits, eps if redrawn else eps.clone(), z_cot, kl_cot, opts)
             return g_h, g_a, None, None, None, None, None
         dtype = compute_dtype(f)
         a = alpha_logits.to(dtype)
