@@ -79,6 +79,11 @@ class Settings:
         }
         return cls(**{**small, **overrides})
 
+    def mixed_precision_row(self, device: str) -> bool:
+        """Whether to measure the All-CNN-32 bfloat16 row (the GPU target's): on accelerators, and on
+        the CPU only in the ``--tiny`` smoke test."""
+        return device != "cpu" or self.tiny
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

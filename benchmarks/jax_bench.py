@@ -359,7 +359,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         for net in ("mlp", "allcnn"):
             log(f"jax {device[0]} throughput {net}")
             rows.append(throughput(net, s, device))
-        if device[0] != "cpu" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+        if s.mixed_precision_row(device[0]):
             log(f"jax {device[0]} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows

@@ -345,7 +345,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
             # Eager Keras training is not how TF is run for throughput; tf.function+XLA is (--no-compile: eager).
             log(f"tensorflow {device} throughput {net}")
             rows.append(throughput(net, s, device, compiled=s.compile))
-        if device == "gpu" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+        if s.mixed_precision_row(device):
             log(f"tensorflow {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, compiled=s.compile, mixed=True))
     return rows

@@ -283,7 +283,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         for net in ("mlp", "allcnn"):
             log(f"torch {device} throughput {net}")
             rows.append(throughput(net, s, device))
-        if device == "cuda" or s.tiny:  # the GPU target's row (on the CPU only as a smoke test)
+        if s.mixed_precision_row(device):
             log(f"torch {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows
