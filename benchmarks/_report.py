@@ -56,8 +56,8 @@ NOTES = (
     "default `keras.random.normal` (alg auto_select), which the adapter and Keras' Dropout use, is ~40x "
     "slower under XLA on the CPU.",
     "jax `eager`: op-by-op dispatch (no jit), for completeness; `compiled` is `jax.jit` of a pure function of "
-    "the `nnx.split` state (Flax's hot-loop pattern; `nnx.jit` adds ~1.2 ms of Python graph flattening per "
-    "call, more for bigger module trees). Networks: `nnx.jit` "
+    "the `nnx.split` state (Flax's hot-loop pattern; `nnx.jit` adds Python graph flattening on every call, "
+    "more for bigger module trees). Networks: `nnx.jit` "
     "(jax), `tf.function(jit_compile=True)` (tensorflow unless --no-compile), eager (torch).",
 )
 
