@@ -34,6 +34,8 @@ test: $(STAMP)
 conformance: $(STAMP)
 	$(BIN)/python -m idrop.conformance
 
+# Formatting and lint, as CI runs them after the tests (ruff is pinned in requirements/ci.txt).
+LINT_PATHS := idrop tests benchmarks examples
 lint: $(STAMP)
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check idrop tests
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)

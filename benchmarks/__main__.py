@@ -30,13 +30,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--backend", choices=[*BACKENDS, "all"], default="all", help="default: all")
     p.add_argument("--tiny", action="store_true", help="tiny sizes, 1-2 rounds, no compilation (CI smoke test)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timing rounds of the layer benchmarks (throughput: half as many, at least 1)")
-    p.add_argument("--no-compile", action="store_true",
-                   help="skip torch.compile and tf.function(jit_compile=True) (jax.jit always runs)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per framework, 0 for the framework's default (default 1: stable ratios on "
-                        "a shared machine)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timing rounds of the layer benchmarks (throughput: half as many, at least 1)",
+    )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip torch.compile and tf.function(jit_compile=True) (jax.jit always runs)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per framework, 0 for the framework's default (default 1: stable ratios on a shared machine)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     return p.parse_args(argv)
 
@@ -86,11 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     s = settings_from(args)
     backends = list(BACKENDS) if args.backend == "all" else [args.backend]
     result: dict[str, Any] = {
-        "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks", *(sys.argv[1:] if argv is None
-                                                                                 else argv)]),
+        "command": shlex.join(
+            [Path(sys.executable).name, "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(), "versions": base_versions(), "settings": s.as_dict(),
-        "backends": {}, "gpus": {}, "rows": [], "errors": {},
+        "machine": machine(),
+        "versions": base_versions(),
+        "settings": s.as_dict(),
+        "backends": {},
+        "gpus": {},
+        "rows": [],
+        "errors": {},
     }
     for backend in backends:
         if not _installed(backend):
@@ -108,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             result["rows"].extend(res["rows"])
             result["versions"].update(res["info"]["versions"])
-            result["backends"][backend] = {"import_s": round(res["import_s"], 2), "wall_s": round(res["wall_s"], 1),
-                                           **{k: v for k, v in res["info"].items() if k not in ("versions", "gpu")}}
+            result["backends"][backend] = {
+                "import_s": round(res["import_s"], 2),
+                "wall_s": round(res["wall_s"], 1),
+                **{k: v for k, v in res["info"].items() if k not in ("versions", "gpu")},
+            }
             if "gpu" in res["info"]:
                 result["gpus"][backend] = res["info"]["gpu"]
     result["machine"]["loadavg_end"] = _loadavg()

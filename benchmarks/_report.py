@@ -32,8 +32,14 @@ def _loadavg() -> list[float] | None:
 def machine() -> dict[str, Any]:
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": _cpu_model(),
-            "cores": cores, "usable_cores": usable, "loadavg_start": _loadavg()}
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "usable_cores": usable,
+        "loadavg_start": _loadavg(),
+    }
 
 
 def base_versions() -> dict[str, str]:
@@ -96,14 +102,16 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     t, g = TARGETS, GPU_TARGETS
     out = [
-        "# idrop benchmarks", "",
+        "# idrop benchmarks",
+        "",
         f"Command: `{result['command']}`  ",
         f"Date: {result['date']}  ",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['platform']}, "
         f"Python {m['python']}; load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "  ",
         f"GPUs: {result.get('gpus') or 'none'}  ",
-        "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()), "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()),
+        "",
         "Times are medians over rounds; every ratio is the median of per-round ratios of variants timed "
         "round-robin in the same process (`benchmarks/_timing.py`). Targets (CPU): "
         f"train idrop/floor <= {t['layer_train']['idrop/floor']} and idrop/naive <= "
@@ -111,41 +119,88 @@ def markdown(result: dict[str, Any]) -> str:
         f"memory idrop/naive <= {t['memory']['idrop/naive']}. Targets (GPU): train idrop/floor <= "
         f"{g['layer_train']['idrop/floor']} and idrop/naive <= {g['layer_train']['idrop/naive']} (1.5x faster); "
         f"All-CNN-32 under bfloat16 and compilation (`*-bf16` rows), time information/binary <= "
-        f"{g['throughput']['information/binary']}.", "",
-        *[f"- {n}" for n in NOTES], "",
-        "## Layer training step (forward + backward, KL in the loss)", "",
+        f"{g['throughput']['information/binary']}.",
+        "",
+        *[f"- {n}" for n in NOTES],
+        "",
+        "## Layer training step (forward + backward, KL in the loss)",
+        "",
         "floor: one map with both weight matrices stacked + the same number of normal draws; naive: "
         "two layers and eager element-wise ops (`benchmarks/naive_*.py`); binary: the map + the framework's "
-        "dropout.", "",
+        "dropout.",
+        "",
     ]
     out += _table(
-        ["backend", "device", "layer", "mode", "idrop ms", "floor ms", "naive ms", "binary ms",
-         "idrop/floor", "idrop/naive", "idrop/binary"],
-        [_where(r) + [_f(r["times_ms"][k]) for k in ("idrop", "floor", "naive", "binary")]
-         + [_ratio(r, f"idrop/{k}") for k in ("floor", "naive", "binary")] for r in by_kind["layer_train"]])
+        [
+            "backend",
+            "device",
+            "layer",
+            "mode",
+            "idrop ms",
+            "floor ms",
+            "naive ms",
+            "binary ms",
+            "idrop/floor",
+            "idrop/naive",
+            "idrop/binary",
+        ],
+        [
+            _where(r)
+            + [_f(r["times_ms"][k]) for k in ("idrop", "floor", "naive", "binary")]
+            + [_ratio(r, f"idrop/{k}") for k in ("floor", "naive", "binary")]
+            for r in by_kind["layer_train"]
+        ],
+    )
     out += ["", "## Evaluation forward pass (against the plain map + activation)", ""]
-    out += _table(["backend", "device", "layer", "mode", "idrop ms", "plain ms", "idrop/plain"],
-                  [[*_where(r), _f(r["times_ms"]["idrop"], 3), _f(r["times_ms"]["plain"], 3),
-                    _ratio(r, "idrop/plain")] for r in by_kind["layer_eval"]])
+    out += _table(
+        ["backend", "device", "layer", "mode", "idrop ms", "plain ms", "idrop/plain"],
+        [
+            [*_where(r), _f(r["times_ms"]["idrop"], 3), _f(r["times_ms"]["plain"], 3), _ratio(r, "idrop/plain")]
+            for r in by_kind["layer_eval"]
+        ],
+    )
     out += ["", "## Memory of one training step", ""]
-    out += _table(["backend", "device", "layer", "measure", "idrop KiB", "naive KiB", "floor KiB", "idrop/naive",
-                   "idrop/floor"],
-                  [_where(r) + [_f(r["bytes"][k] / 1024, 1) for k in ("idrop", "naive", "floor")]
-                   + [_ratio(r, _mem_key(r, "idrop/naive")), _ratio(r, _mem_key(r, "idrop/floor"))]
-                   for r in by_kind["memory"]])
+    out += _table(
+        ["backend", "device", "layer", "measure", "idrop KiB", "naive KiB", "floor KiB", "idrop/naive", "idrop/floor"],
+        [
+            _where(r)
+            + [_f(r["bytes"][k] / 1024, 1) for k in ("idrop", "naive", "floor")]
+            + [_ratio(r, _mem_key(r, "idrop/naive")), _ratio(r, _mem_key(r, "idrop/floor"))]
+            for r in by_kind["memory"]
+        ],
+    )
     notes = sorted({f"`{r['mode']}`: {r['note']}" for r in by_kind["memory"] if "note" in r})
     out += [""] + [f"- {n}" for n in notes]
     out += ["", "## Training throughput (images/s, whole network, optimiser step included)", ""]
-    out += _table(["backend", "device", "network", "mode", "none", "binary 0.5", "information",
-                   "time information/none", "time information/binary"],
-                  [_where(r) + [_f(r["images_per_s"][k], 1) for k in ("none", "binary", "information")]
-                   + [_ratio(r, "information/none"), _ratio(r, "information/binary")] for r in by_kind["throughput"]])
+    out += _table(
+        [
+            "backend",
+            "device",
+            "network",
+            "mode",
+            "none",
+            "binary 0.5",
+            "information",
+            "time information/none",
+            "time information/binary",
+        ],
+        [
+            _where(r)
+            + [_f(r["images_per_s"][k], 1) for k in ("none", "binary", "information")]
+            + [_ratio(r, "information/none"), _ratio(r, "information/binary")]
+            for r in by_kind["throughput"]
+        ],
+    )
     skipped = [r for r in result["rows"] if "skipped" in r]
     if skipped or result.get("errors"):
         out += ["", "## Not measured", ""]
         out += [f"- `{r['id']}`: {r['skipped']}" for r in skipped]
         out += [f"- backend `{b}`: {e}" for b, e in result.get("errors", {}).items()]
-    misses = [f"`{r['id']}` {k} = {r['ratios'][k]:.2f} (target <= {r['targets'][k]})"
-              for r in rows for k, ok in r.get("met", {}).items() if not ok]
+    misses = [
+        f"`{r['id']}` {k} = {r['ratios'][k]:.2f} (target <= {r['targets'][k]})"
+        for r in rows
+        for k, ok in r.get("met", {}).items()
+        if not ok
+    ]
     out += ["", "## Targets missed", ""] + ([f"- {x}" for x in misses] or ["- none"])
     return "\n".join(out) + "\n"

@@ -73,9 +73,25 @@ class Settings:
     @classmethod
     def tiny_settings(cls, **overrides: Any) -> Settings:
         small = {
-            "lin_batch": 8, "lin_in": 32, "lin_out": 64, "conv_batch": 2, "conv_ch": 8, "conv_hw": 8,
-            "mlp_batch": 8, "mlp_in": 32, "mlp_width": 32, "cnn_batch": 2, "cnn_hw": 8, "cnn_c1": 8, "cnn_c2": 16,
-            "repeats": 2, "throughput_repeats": 1, "warmup": 1, "throughput_warmup": 1, "compile": False, "tiny": True,
+            "lin_batch": 8,
+            "lin_in": 32,
+            "lin_out": 64,
+            "conv_batch": 2,
+            "conv_ch": 8,
+            "conv_hw": 8,
+            "mlp_batch": 8,
+            "mlp_in": 32,
+            "mlp_width": 32,
+            "cnn_batch": 2,
+            "cnn_hw": 8,
+            "cnn_c1": 8,
+            "cnn_c2": 16,
+            "repeats": 2,
+            "throughput_repeats": 1,
+            "warmup": 1,
+            "throughput_warmup": 1,
+            "compile": False,
+            "tiny": True,
         }
         return cls(**{**small, **overrides})
 
@@ -90,8 +106,15 @@ class Settings:
 
 def row(backend: str, device: str, kind: str, case: str, mode: str, **fields: Any) -> dict[str, Any]:
     """A result row; ``ratios`` are checked against :func:`targets_for` into ``met``."""
-    out = {"id": f"{backend}/{device}/{kind}/{case}/{mode}", "backend": backend, "device": device,
-           "kind": kind, "case": case, "mode": mode, **fields}
+    out = {
+        "id": f"{backend}/{device}/{kind}/{case}/{mode}",
+        "backend": backend,
+        "device": device,
+        "kind": kind,
+        "case": case,
+        "mode": mode,
+        **fields,
+    }
     targets = {k: v for k, v in targets_for(kind, device, case, mode).items() if k in fields.get("ratios", {})}
     if targets:
         out["targets"] = targets
@@ -101,8 +124,15 @@ def row(backend: str, device: str, kind: str, case: str, mode: str, **fields: An
 
 def skipped(backend: str, device: str, kind: str, case: str, mode: str, reason: str) -> dict[str, Any]:
     """A row that could not be measured, with the reason."""
-    return {"id": f"{backend}/{device}/{kind}/{case}/{mode}", "backend": backend, "device": device,
-            "kind": kind, "case": case, "mode": mode, "skipped": reason}
+    return {
+        "id": f"{backend}/{device}/{kind}/{case}/{mode}",
+        "backend": backend,
+        "device": device,
+        "kind": kind,
+        "case": case,
+        "mode": mode,
+        "skipped": reason,
+    }
 
 
 def numbers(r: dict[str, Any]) -> list[float]:

@@ -13,8 +13,11 @@ import time
 
 from benchmarks._settings import Settings
 
-MODULES = {"torch": "benchmarks.torch_bench", "tensorflow": "benchmarks.tensorflow_bench",
-           "jax": "benchmarks.jax_bench"}
+MODULES = {
+    "torch": "benchmarks.torch_bench",
+    "tensorflow": "benchmarks.tensorflow_bench",
+    "jax": "benchmarks.jax_bench",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -42,11 +42,20 @@ def _problem(case: str, s: Settings) -> tuple[Callable[[int, int], nnx.Module], 
     """``(make(out, seed) -> map, out, x)`` for the Linear or the Conv case."""
     key = jax.random.key(0)
     if case == "linear":
-        return ((lambda out, seed: nnx.Linear(s.lin_in, out, rngs=nnx.Rngs(seed))), s.lin_out,
-                jax.random.normal(key, (s.lin_batch, s.lin_in)))
-    return ((lambda out, seed: nnx.Conv(s.conv_ch, out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                                        rngs=nnx.Rngs(seed))), s.conv_ch,
-            jax.random.normal(key, (s.conv_batch, s.conv_hw, s.conv_hw, s.conv_ch)))
+        return (
+            (lambda out, seed: nnx.Linear(s.lin_in, out, rngs=nnx.Rngs(seed))),
+            s.lin_out,
+            jax.random.normal(key, (s.lin_batch, s.lin_in)),
+        )
+    return (
+        (
+            lambda out, seed: nnx.Conv(
+                s.conv_ch, out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), rngs=nnx.Rngs(seed)
+            )
+        ),
+        s.conv_ch,
+        jax.random.normal(key, (s.conv_batch, s.conv_hw, s.conv_hw, s.conv_ch)),
+    )
 
 
 class _Floor(nnx.Module):
@@ -142,10 +151,16 @@ def layer_train(case: str, s: Settings, device: tuple[str, Any], compiled: bool)
         models, losses, x = _models(case, s)
         steps = {k: _step(fn, models[k], x, compiled) for k, fn in losses.items()}
         c = compare(steps, repeats=s.repeats, warmup=s.warmup, sync=_sync)
-    return row(BACKEND, name, "layer_train", case, "compiled" if compiled else "eager",
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-               spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")})
+    return row(
+        BACKEND,
+        name,
+        "layer_train",
+        case,
+        "compiled" if compiled else "eager",
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+    )
 
 
 def layer_eval(case: str, s: Settings, device: tuple[str, Any], compiled: bool) -> dict[str, Any]:
@@ -170,10 +185,16 @@ def layer_eval(case: str, s: Settings, device: tuple[str, Any], compiled: bool) 
             else:
                 calls[k] = lambda f=f, m=m: f(m, x)
         c = compare(calls, repeats=s.repeats, warmup=s.warmup, sync=_sync)
-    return row(BACKEND, name, "layer_eval", case, "compiled" if compiled else "eager",
-               times_ms={k: c.median_ms(k) for k in calls},
-               ratios={"idrop/plain": c.ratio("idrop", "plain")},
-               spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
+    return row(
+        BACKEND,
+        name,
+        "layer_eval",
+        case,
+        "compiled" if compiled else "eager",
+        times_ms={k: c.median_ms(k) for k in calls},
+        ratios={"idrop/plain": c.ratio("idrop", "plain")},
+        spread={"idrop/plain": c.ratio_spread("idrop", "plain")},
+    )
 
 
 def _buffer(a: jax.Array) -> int:
@@ -229,11 +250,18 @@ def residuals(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]
     if other:
         return skipped(BACKEND, name, "memory", case, "residuals", f"jax.vjp kept non-array residuals: {other}")
     b = {k: v[0] for k, v in kept.items()}
-    return row(BACKEND, name, "memory", case, "residuals", bytes=b,
-               bytes_incl_params={k: v[1] for k, v in kept.items()},
-               ratios={"idrop/naive": b["idrop"] / b["naive"], "idrop/floor": b["idrop"] / b["floor"]},
-               note="unique buffers among the residuals of an eager jax.vjp of the loss (the leaves of the VJP "
-                    "pytree), nnx.Param excluded, the input x included: the counterpart of torch's saved_tensors")
+    return row(
+        BACKEND,
+        name,
+        "memory",
+        case,
+        "residuals",
+        bytes=b,
+        bytes_incl_params={k: v[1] for k, v in kept.items()},
+        ratios={"idrop/naive": b["idrop"] / b["naive"], "idrop/floor": b["idrop"] / b["floor"]},
+        note="unique buffers among the residuals of an eager jax.vjp of the loss (the leaves of the VJP "
+        "pytree), nnx.Param excluded, the input x included: the counterpart of torch's saved_tensors",
+    )
 
 
 def xla_temp(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
@@ -256,12 +284,19 @@ def xla_temp(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
     if min(temp.values()) <= 0:
         return skipped(BACKEND, name, "memory", case, "xla_temp", f"XLA reported no temporaries: {temp}")
     # Ratio keys prefixed "temp " so that the memory target (on "idrop/naive", the residuals row) does not apply.
-    return row(BACKEND, name, "memory", case, "xla_temp", bytes=temp, argument_bytes=args,
-               ratios={"temp idrop/naive": temp["idrop"] / temp["naive"],
-                       "temp idrop/floor": temp["idrop"] / temp["floor"]},
-               note="temp_size_in_bytes (XLA memory_analysis) of the jitted value_and_grad step: XLA's scratch of "
-                    "the whole compiled step (forward and backward intermediates; arguments and outputs excluded), "
-                    "not the bytes kept for the backward pass; reported for information, no target")
+    return row(
+        BACKEND,
+        name,
+        "memory",
+        case,
+        "xla_temp",
+        bytes=temp,
+        argument_bytes=args,
+        ratios={"temp idrop/naive": temp["idrop"] / temp["naive"], "temp idrop/floor": temp["idrop"] / temp["floor"]},
+        note="temp_size_in_bytes (XLA memory_analysis) of the jitted value_and_grad step: XLA's scratch of "
+        "the whole compiled step (forward and backward intermediates; arguments and outputs excluded), "
+        "not the bytes kept for the backward pass; reported for information, no target",
+    )
 
 
 # ---------------------------------------------------------------- networks --
@@ -294,15 +329,20 @@ def all_cnn_32(method: str, s: Settings, dtype: Any = None) -> nnx.Module:
 
     def conv(cin: int, cout: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[Callable]:
         seed = next(seeds)
-        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype,
-                         rngs=nnx.Rngs(seed))
+        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype, rngs=nnx.Rngs(seed))
         norm = nnx.BatchNorm(cout, dtype=dtype, rngs=nnx.Rngs(seed))
         return _hidden(method if drop else "none", layer, 100 + seed, norm)
 
     return nnx.Sequential(
-        *conv(3, c1), *conv(c1, c1), *conv(c1, c1, stride=2, drop=True),
-        *conv(c1, c2), *conv(c2, c2), *conv(c2, c2, stride=2, drop=True),
-        *conv(c2, c2), *conv(c2, c2, k=1), nnx.Conv(c2, 10, (1, 1), dtype=dtype, rngs=nnx.Rngs(99)),
+        *conv(3, c1),
+        *conv(c1, c1),
+        *conv(c1, c1, stride=2, drop=True),
+        *conv(c1, c2),
+        *conv(c2, c2),
+        *conv(c2, c2, stride=2, drop=True),
+        *conv(c2, c2),
+        *conv(c2, c2, k=1),
+        nnx.Conv(c2, 10, (1, 1), dtype=dtype, rngs=nnx.Rngs(99)),
         _global_avg_pool,
     )
 
@@ -336,12 +376,20 @@ def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = Fal
             opt = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param)
             steps[method] = lambda model=model, opt=opt: _train_step(model, opt, x, y)
         c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync, min_sample_s=0.0)
-    return row(BACKEND, name, "throughput", net, "compiled-bf16" if mixed else "compiled",
-               images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={"information/none": c.ratio("information", "none"),
-                       "information/binary": c.ratio("information", "binary")},
-               note="nnx.jit train step; ratios are of step times (above 1: slower)")
+    return row(
+        BACKEND,
+        name,
+        "throughput",
+        net,
+        "compiled-bf16" if mixed else "compiled",
+        images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={
+            "information/none": c.ratio("information", "none"),
+            "information/binary": c.ratio("information", "binary"),
+        },
+        note="nnx.jit train step; ratios are of step times (above 1: slower)",
+    )
 
 
 def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -369,8 +417,14 @@ def info() -> dict[str, Any]:
     import flax
     import jaxlib
 
-    out: dict[str, Any] = {"versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-                                        "flax": flax.__version__, "optax": optax.__version__}}
+    out: dict[str, Any] = {
+        "versions": {
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+        }
+    }
     gpu = [d for name, d in devices() if name == "gpu"]
     if gpu:
         out["gpu"] = gpu[0].device_kind

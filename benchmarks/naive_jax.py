@@ -16,8 +16,15 @@ from flax import nnx
 class NaiveInfoDropout(nnx.Module):
     """``z = relu(layer(x)) * exp(alpha * eps)``, ``alpha = alpha_min + max_alpha * sigmoid(alpha_layer(x))``."""
 
-    def __init__(self, layer: nnx.Module, alpha_layer: nnx.Module, *, rngs: nnx.Rngs,
-                 max_alpha: float = 0.7, alpha_min: float = 1e-3) -> None:
+    def __init__(
+        self,
+        layer: nnx.Module,
+        alpha_layer: nnx.Module,
+        *,
+        rngs: nnx.Rngs,
+        max_alpha: float = 0.7,
+        alpha_min: float = 1e-3,
+    ) -> None:
         self.layer = layer
         self.alpha_layer = alpha_layer
         self.rngs = rngs

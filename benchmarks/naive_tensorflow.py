@@ -17,8 +17,14 @@ import tensorflow as tf
 class NaiveInfoDropout(keras.layers.Layer):
     """``z = relu(layer(x)) * exp(alpha * eps)``, ``alpha = alpha_min + max_alpha * sigmoid(alpha_layer(x))``."""
 
-    def __init__(self, layer: keras.Layer, alpha_layer: keras.Layer, max_alpha: float = 0.7,
-                 alpha_min: float = 1e-3, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        layer: keras.Layer,
+        alpha_layer: keras.Layer,
+        max_alpha: float = 0.7,
+        alpha_min: float = 1e-3,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.layer = layer
         self.alpha_layer = alpha_layer

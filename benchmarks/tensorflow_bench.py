@@ -62,8 +62,11 @@ def _philox_normal(shape: tuple, seed_gen: keras.random.SeedGenerator) -> Any:
 def _problem(case: str, s: Settings) -> tuple[Callable[[int], keras.Layer], int, Any]:
     if case == "linear":
         return (lambda out: keras.layers.Dense(out)), s.lin_out, tf.random.normal((s.lin_batch, s.lin_in))
-    return ((lambda out: keras.layers.Conv2D(out, 3, strides=2, padding="same")), s.conv_ch,
-            tf.random.normal((s.conv_batch, s.conv_hw, s.conv_hw, s.conv_ch)))
+    return (
+        (lambda out: keras.layers.Conv2D(out, 3, strides=2, padding="same")),
+        s.conv_ch,
+        tf.random.normal((s.conv_batch, s.conv_hw, s.conv_hw, s.conv_ch)),
+    )
 
 
 def _losses(case: str, s: Settings) -> tuple[dict[str, Callable], dict[str, list], Any]:
@@ -96,8 +99,12 @@ def _losses(case: str, s: Settings) -> tuple[dict[str, Callable], dict[str, list
     fns = {"idrop": f_idrop, "floor": f_floor, "naive": f_naive, "binary": f_binary}
     for fn in fns.values():  # build every layer
         fn(x)
-    variables = {"idrop": idrop.trainable_variables, "floor": floor.trainable_variables,
-                 "naive": naive.trainable_variables, "binary": binary.trainable_variables}
+    variables = {
+        "idrop": idrop.trainable_variables,
+        "floor": floor.trainable_variables,
+        "naive": naive.trainable_variables,
+        "binary": binary.trainable_variables,
+    }
     return fns, variables, x
 
 
@@ -116,10 +123,16 @@ def layer_train(case: str, s: Settings, device: str, compiled: bool) -> dict[str
         fns, variables, x = _losses(case, s)
         steps = {k: _step(fn, variables[k], x, compiled) for k, fn in fns.items()}
         c = compare(steps, repeats=s.repeats, warmup=s.warmup, sync=_sync)
-    return row(BACKEND, device, "layer_train", case, "compiled" if compiled else "eager",
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-               spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")})
+    return row(
+        BACKEND,
+        device,
+        "layer_train",
+        case,
+        "compiled" if compiled else "eager",
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+    )
 
 
 def layer_eval(case: str, s: Settings, device: str, compiled: bool) -> dict[str, Any]:
@@ -137,12 +150,17 @@ def layer_eval(case: str, s: Settings, device: str, compiled: bool) -> dict[str,
         fns = {"idrop": f_idrop, "plain": f_plain}
         if compiled:
             fns = {k: tf.function(fn, jit_compile=True) for k, fn in fns.items()}
-        c = compare({k: (lambda fn=fn: fn(x)) for k, fn in fns.items()}, repeats=s.repeats, warmup=s.warmup,
-                    sync=_sync)
-    return row(BACKEND, device, "layer_eval", case, "compiled" if compiled else "eager",
-               times_ms={k: c.median_ms(k) for k in fns},
-               ratios={"idrop/plain": c.ratio("idrop", "plain")},
-               spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
+        c = compare({k: (lambda fn=fn: fn(x)) for k, fn in fns.items()}, repeats=s.repeats, warmup=s.warmup, sync=_sync)
+    return row(
+        BACKEND,
+        device,
+        "layer_eval",
+        case,
+        "compiled" if compiled else "eager",
+        times_ms={k: c.median_ms(k) for k in fns},
+        ratios={"idrop/plain": c.ratio("idrop", "plain")},
+        spread={"idrop/plain": c.ratio_spread("idrop", "plain")},
+    )
 
 
 def _kept_tensors(loss_fn: Callable, x: Any) -> list[Any]:
@@ -160,7 +178,8 @@ def _kept_tensors(loss_fn: Callable, x: Any) -> list[Any]:
 
     cf = tf.function(loss_fn).get_concrete_function(x)
     call = cf._select_forward_and_backward_functions(
-        [x, *cf.captured_inputs], gradients_util.POSSIBLE_GRADIENT_TYPES_FIRST_ORDER, True)
+        [x, *cf.captured_inputs], gradients_util.POSSIBLE_GRADIENT_TYPES_FIRST_ORDER, True
+    )
     forward, forward_args = call.forward()
     outputs = forward.call_flat(*forward_args)
     functions = call._functions
@@ -214,17 +233,26 @@ def memory(case: str, s: Settings, device: str) -> dict[str, Any]:
                 fns, variables, x = _losses(case, s)
                 saved = {k: _saved_bytes(fn, variables[k], x) for k, fn in fns.items()}
         except Exception as err:  # private API: a TensorFlow release may change it
-            return skipped(BACKEND, device, "memory", case, "saved_tensors",
-                           f"{MEMORY_SKIP}: {type(err).__name__}: {err}"[:300])
-        return row(BACKEND, device, "memory", case, "saved_tensors",
-                   bytes={k: v[0] for k, v in saved.items()},
-                   bytes_incl_params={k: v[1] for k, v in saved.items()},
-                   ratios={"idrop/naive": saved["idrop"][0] / saved["naive"][0],
-                           "idrop/floor": saved["idrop"][0] / saved["floor"][0]},
-                   note="tensorflow: unique buffers of the tensors that the backward function of tf.function(loss) "
-                        "takes from its forward function under one eager GradientTape (TF's first-order "
-                        "forward/backward pair, built through private ConcreteFunction API and run once; graph "
-                        "gradient rules, static shapes), variables excluded, input included")
+            return skipped(
+                BACKEND, device, "memory", case, "saved_tensors", f"{MEMORY_SKIP}: {type(err).__name__}: {err}"[:300]
+            )
+        return row(
+            BACKEND,
+            device,
+            "memory",
+            case,
+            "saved_tensors",
+            bytes={k: v[0] for k, v in saved.items()},
+            bytes_incl_params={k: v[1] for k, v in saved.items()},
+            ratios={
+                "idrop/naive": saved["idrop"][0] / saved["naive"][0],
+                "idrop/floor": saved["idrop"][0] / saved["floor"][0],
+            },
+            note="tensorflow: unique buffers of the tensors that the backward function of tf.function(loss) "
+            "takes from its forward function under one eager GradientTape (TF's first-order "
+            "forward/backward pair, built through private ConcreteFunction API and run once; graph "
+            "gradient rules, static shapes), variables excluded, input included",
+        )
     with tf.device(_tf_device(device)):
         fns, variables, x = _losses(case, s)
         peak = {}
@@ -235,9 +263,16 @@ def memory(case: str, s: Settings, device: str) -> dict[str, Any]:
             tf.config.experimental.reset_memory_stats("GPU:0")
             _sync(step())
             peak[k] = tf.config.experimental.get_memory_info("GPU:0")["peak"] - base
-    return row(BACKEND, device, "memory", case, "gpu_peak", bytes=peak,
-               ratios={"idrop/naive": peak["idrop"] / peak["naive"]},
-               note="tf.config.experimental.get_memory_info peak over one eager step, above the memory in use before")
+    return row(
+        BACKEND,
+        device,
+        "memory",
+        case,
+        "gpu_peak",
+        bytes=peak,
+        ratios={"idrop/naive": peak["idrop"] / peak["naive"]},
+        note="tf.config.experimental.get_memory_info peak over one eager step, above the memory in use before",
+    )
 
 
 # ---------------------------------------------------------------- networks --
@@ -264,11 +299,21 @@ def all_cnn_32(method: str, s: Settings) -> keras.Model:
         layer = keras.layers.Conv2D(c, k, strides=stride, padding="same")
         return _hidden(method if drop else "none", layer, keras.layers.BatchNormalization())
 
-    return keras.Sequential([
-        keras.Input((s.cnn_hw, s.cnn_hw, 3)), *conv(c1), *conv(c1), *conv(c1, stride=2, drop=True),
-        *conv(c2), *conv(c2), *conv(c2, stride=2, drop=True), *conv(c2), *conv(c2, k=1),
-        keras.layers.Conv2D(10, 1), keras.layers.GlobalAveragePooling2D(),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((s.cnn_hw, s.cnn_hw, 3)),
+            *conv(c1),
+            *conv(c1),
+            *conv(c1, stride=2, drop=True),
+            *conv(c2),
+            *conv(c2),
+            *conv(c2, stride=2, drop=True),
+            *conv(c2),
+            *conv(c2, k=1),
+            keras.layers.Conv2D(10, 1),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
 
 
 def _built(build: Callable, method: str, s: Settings, mixed: bool) -> keras.Model:
@@ -313,12 +358,20 @@ def throughput(net: str, s: Settings, device: str, compiled: bool, mixed: bool =
             steps[method] = lambda fn=fn: fn(x, y)
         c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync, min_sample_s=0.0)
     mode = ("compiled" if compiled else "eager") + ("-bf16" if mixed else "")
-    return row(BACKEND, device, "throughput", net, mode,
-               images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={"information/none": c.ratio("information", "none"),
-                       "information/binary": c.ratio("information", "binary")},
-               note="ratios are of step times (above 1: slower)")
+    return row(
+        BACKEND,
+        device,
+        "throughput",
+        net,
+        mode,
+        images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={
+            "information/none": c.ratio("information", "none"),
+            "information/binary": c.ratio("information", "binary"),
+        },
+        note="ratios are of step times (above 1: slower)",
+    )
 
 
 def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -352,8 +405,10 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
 
 
 def info() -> dict[str, Any]:
-    out: dict[str, Any] = {"versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-                           "threads": tf.config.threading.get_intra_op_parallelism_threads() or "default"}
+    out: dict[str, Any] = {
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+    }
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         out["gpu"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)

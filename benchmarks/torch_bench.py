@@ -35,10 +35,16 @@ def _sync_for(device: str) -> Callable[[Any], None]:
 def _problem(case: str, s: Settings, device: str) -> tuple[Callable[[int], nn.Module], int, torch.Tensor]:
     """``(make(out_features) -> map, out, x)`` for the Linear or the Conv2d case."""
     if case == "linear":
-        return (lambda out: nn.Linear(s.lin_in, out).to(device)), s.lin_out, \
-            torch.randn(s.lin_batch, s.lin_in, device=device)
-    return (lambda out: nn.Conv2d(s.conv_ch, out, 3, stride=2, padding=1).to(device)), s.conv_ch, \
-        torch.randn(s.conv_batch, s.conv_ch, s.conv_hw, s.conv_hw, device=device)
+        return (
+            (lambda out: nn.Linear(s.lin_in, out).to(device)),
+            s.lin_out,
+            torch.randn(s.lin_batch, s.lin_in, device=device),
+        )
+    return (
+        (lambda out: nn.Conv2d(s.conv_ch, out, 3, stride=2, padding=1).to(device)),
+        s.conv_ch,
+        torch.randn(s.conv_batch, s.conv_ch, s.conv_hw, s.conv_hw, device=device),
+    )
 
 
 def _losses(case: str, s: Settings, device: str) -> tuple[dict[str, Callable], dict[str, nn.Module], torch.Tensor]:
@@ -108,10 +114,16 @@ def layer_train(case: str, s: Settings, device: str, compiled: bool) -> dict[str
         losses = {k: _compile(fn) for k, fn in losses.items()}
     steps = {k: _step(fn, mods[k], x) for k, fn in losses.items()}
     c = compare(steps, repeats=s.repeats, warmup=s.warmup, sync=_sync_for(device))
-    return row(BACKEND, device, "layer_train", case, mode,
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-               spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")})
+    return row(
+        BACKEND,
+        device,
+        "layer_train",
+        case,
+        mode,
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+    )
 
 
 def layer_eval(case: str, s: Settings, device: str, compiled: bool) -> dict[str, Any]:
@@ -128,13 +140,20 @@ def layer_eval(case: str, s: Settings, device: str, compiled: bool) -> dict[str,
         def go() -> torch.Tensor:
             with torch.no_grad():
                 return fn(x)
+
         return go
 
-    c = compare({k: nograd(fn) for k, fn in fns.items()}, repeats=s.repeats, warmup=s.warmup,
-                sync=_sync_for(device))
-    return row(BACKEND, device, "layer_eval", case, mode, times_ms={k: c.median_ms(k) for k in fns},
-               ratios={"idrop/plain": c.ratio("idrop", "plain")},
-               spread={"idrop/plain": c.ratio_spread("idrop", "plain")})
+    c = compare({k: nograd(fn) for k, fn in fns.items()}, repeats=s.repeats, warmup=s.warmup, sync=_sync_for(device))
+    return row(
+        BACKEND,
+        device,
+        "layer_eval",
+        case,
+        mode,
+        times_ms={k: c.median_ms(k) for k in fns},
+        ratios={"idrop/plain": c.ratio("idrop", "plain")},
+        spread={"idrop/plain": c.ratio_spread("idrop", "plain")},
+    )
 
 
 def _saved_bytes(loss_fn: Callable, module: nn.Module, x: torch.Tensor) -> tuple[int, int]:
@@ -157,12 +176,22 @@ def _saved_bytes(loss_fn: Callable, module: nn.Module, x: torch.Tensor) -> tuple
 def memory(case: str, s: Settings, device: str) -> list[dict[str, Any]]:
     losses, mods, x = _losses(case, s, device)
     saved = {k: _saved_bytes(fn, mods[k], x) for k, fn in losses.items()}
-    rows = [row(BACKEND, device, "memory", case, "saved_tensors",
-                bytes={k: v[0] for k, v in saved.items()},
-                bytes_incl_params={k: v[1] for k, v in saved.items()},
-                ratios={"idrop/naive": saved["idrop"][0] / saved["naive"][0],
-                        "idrop/floor": saved["idrop"][0] / saved["floor"][0]},
-                note="unique storages saved by autograd in one training step, parameters excluded")]
+    rows = [
+        row(
+            BACKEND,
+            device,
+            "memory",
+            case,
+            "saved_tensors",
+            bytes={k: v[0] for k, v in saved.items()},
+            bytes_incl_params={k: v[1] for k, v in saved.items()},
+            ratios={
+                "idrop/naive": saved["idrop"][0] / saved["naive"][0],
+                "idrop/floor": saved["idrop"][0] / saved["floor"][0],
+            },
+            note="unique storages saved by autograd in one training step, parameters excluded",
+        )
+    ]
     if device == "cuda":
         peak = {}
         for k, fn in losses.items():
@@ -174,9 +203,18 @@ def memory(case: str, s: Settings, device: str) -> list[dict[str, Any]]:
             step()
             torch.cuda.synchronize()
             peak[k] = torch.cuda.max_memory_allocated() - base
-        rows.append(row(BACKEND, device, "memory", case, "cuda_peak", bytes=peak,
-                        ratios={"idrop/naive": peak["idrop"] / peak["naive"]},
-                        note="torch.cuda.max_memory_allocated over one step, above what was allocated before"))
+        rows.append(
+            row(
+                BACKEND,
+                device,
+                "memory",
+                case,
+                "cuda_peak",
+                bytes=peak,
+                ratios={"idrop/naive": peak["idrop"] / peak["naive"]},
+                note="torch.cuda.max_memory_allocated over one step, above what was allocated before",
+            )
+        )
     return rows
 
 
@@ -210,9 +248,17 @@ def all_cnn_32(method: str, s: Settings) -> nn.Module:
         return _hidden(method if drop else "none", layer, norm)
 
     return nn.Sequential(
-        *conv(3, c1), *conv(c1, c1), *conv(c1, c1, stride=2, drop=True),
-        *conv(c1, c2), *conv(c2, c2), *conv(c2, c2, stride=2, drop=True),
-        *conv(c2, c2), *conv(c2, c2, k=1), nn.Conv2d(c2, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        *conv(3, c1),
+        *conv(c1, c1),
+        *conv(c1, c1, stride=2, drop=True),
+        *conv(c1, c2),
+        *conv(c2, c2),
+        *conv(c2, c2, stride=2, drop=True),
+        *conv(c2, c2),
+        *conv(c2, c2, k=1),
+        nn.Conv2d(c2, 10, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
     )
 
 
@@ -249,15 +295,24 @@ def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[
             return loss
 
         steps[method] = step
-    c = compare(steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync_for(device),
-                min_sample_s=0.0)
+    c = compare(
+        steps, repeats=s.throughput_repeats, warmup=s.throughput_warmup, sync=_sync_for(device), min_sample_s=0.0
+    )
     mode = ("compiled-bf16" if s.compile else "eager-bf16") if mixed else "eager"
-    return row(BACKEND, device, "throughput", net, mode,
-               images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
-               times_ms={k: c.median_ms(k) for k in steps},
-               ratios={"information/none": c.ratio("information", "none"),
-                       "information/binary": c.ratio("information", "binary")},
-               note="ratios are of step times (above 1: slower)")
+    return row(
+        BACKEND,
+        device,
+        "throughput",
+        net,
+        mode,
+        images_per_s={k: 1e3 * batch / c.median_ms(k) for k in steps},
+        times_ms={k: c.median_ms(k) for k in steps},
+        ratios={
+            "information/none": c.ratio("information", "none"),
+            "information/binary": c.ratio("information", "binary"),
+        },
+        note="ratios are of step times (above 1: slower)",
+    )
 
 
 def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:

@@ -56,31 +56,75 @@ def _nonnegative_float(text: str) -> float:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every experiment accepts (an experiment may ignore some)."""
     g = parser.add_argument_group("common options")
-    g.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="framework that trains the models (default: torch)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: the GPU when the backend sees one, else CPU (default: auto)")
-    g.add_argument("--quick", action="store_true",
-                   help="the small setting that runs in minutes on a laptop CPU, instead of the paper's grid")
-    g.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder with the datasets (default: $IDROP_DATA_DIR, else ~/.cache/idrop)")
-    g.add_argument("--out", metavar="DIR", default="runs",
-                   help="results go to DIR/EXPERIMENT/BACKEND/ (default: runs)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the runs in an existing result folder from their last checkpoint "
-                        "(without it, a non-empty folder is an error)")
-    g.add_argument("--seeds", type=_positive_int, metavar="N", default=None,
-                   help="seeds 0..N-1 per setting (default: from --quick or the paper setting)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N", default=None,
-                   help="training epochs per run (default: from --quick or the paper setting)")
-    g.add_argument("--widths", type=_int_list, metavar="W1,W2,...", default=None,
-                   help="hidden-layer widths, comma-separated (default: from --quick or the paper setting)")
-    g.add_argument("--methods", type=_method_list, metavar="M1,M2,...", default=None,
-                   help=f"noise methods among {','.join(METHODS)} (default: from --quick or the paper setting)")
-    g.add_argument("--beta", type=_nonnegative_float, metavar="B", default=None,
-                   help="weight of the KL term of Information Dropout's loss (default: the experiment's)")
-    g.add_argument("--max-alpha", type=float, metavar="A", default=None,
-                   help="cap of Information Dropout's noise scale alpha (default: the experiment's)")
+    g.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="framework that trains the models (default: torch)"
+    )
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU when the backend sees one, else CPU (default: auto)",
+    )
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="the small setting that runs in minutes on a laptop CPU, instead of the paper's grid",
+    )
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="folder with the datasets (default: $IDROP_DATA_DIR, else ~/.cache/idrop)",
+    )
+    g.add_argument("--out", metavar="DIR", default="runs", help="results go to DIR/EXPERIMENT/BACKEND/ (default: runs)")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs in an existing result folder from their last checkpoint "
+        "(without it, a non-empty folder is an error)",
+    )
+    g.add_argument(
+        "--seeds",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help="seeds 0..N-1 per setting (default: from --quick or the paper setting)",
+    )
+    g.add_argument(
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help="training epochs per run (default: from --quick or the paper setting)",
+    )
+    g.add_argument(
+        "--widths",
+        type=_int_list,
+        metavar="W1,W2,...",
+        default=None,
+        help="hidden-layer widths, comma-separated (default: from --quick or the paper setting)",
+    )
+    g.add_argument(
+        "--methods",
+        type=_method_list,
+        metavar="M1,M2,...",
+        default=None,
+        help=f"noise methods among {','.join(METHODS)} (default: from --quick or the paper setting)",
+    )
+    g.add_argument(
+        "--beta",
+        type=_nonnegative_float,
+        metavar="B",
+        default=None,
+        help="weight of the KL term of Information Dropout's loss (default: the experiment's)",
+    )
+    g.add_argument(
+        "--max-alpha",
+        type=float,
+        metavar="A",
+        default=None,
+        help="cap of Information Dropout's noise scale alpha (default: the experiment's)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     # For tests of kill-safe resume: exit with status 3 once this many epochs are saved.
     g.add_argument("--stop-after-epochs", type=_positive_int, default=None, help=argparse.SUPPRESS)
@@ -93,19 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     common options) so ``--help`` lists it and running it explains what is missing.
     """
     parser = argparse.ArgumentParser(
-        prog="idrop", description="Information Dropout (Achille & Soatto 2016): reproduce the paper's experiments.")
+        prog="idrop", description="Information Dropout (Achille & Soatto 2016): reproduce the paper's experiments."
+    )
     parser.add_argument("--version", action="version", version=f"idrop {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     reproduce = commands.add_parser(
-        "reproduce", help="train and summarise one of the paper's experiments",
+        "reproduce",
+        help="train and summarise one of the paper's experiments",
         description="Train the grid of runs of one experiment, checkpointing every epoch, then write "
-                    "table.md, results.json, results.csv and error_vs_width.png under OUT/EXPERIMENT/BACKEND/.")
+        "table.md, results.json, results.csv and error_vs_width.png under OUT/EXPERIMENT/BACKEND/.",
+    )
     experiments = reproduce.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     for name in registry.EXPERIMENTS:
         # "resolve": an experiment may redefine a common option (say, another --epochs default)
         # without breaking the parser of every other experiment.
-        sub = experiments.add_parser(name, help=registry.DESCRIPTIONS.get(name, ""),
-                                     description=registry.DESCRIPTIONS.get(name), conflict_handler="resolve")
+        sub = experiments.add_parser(
+            name,
+            help=registry.DESCRIPTIONS.get(name, ""),
+            description=registry.DESCRIPTIONS.get(name),
+            conflict_handler="resolve",
+        )
         add_common_arguments(sub)
         try:
             module = registry.load(name)

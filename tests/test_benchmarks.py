@@ -30,8 +30,12 @@ def expected_ids(backend: str) -> set[str]:
     layer_modes = ("eager", "compiled") if backend == "jax" else ("eager",)
     memory = {"torch": ("saved_tensors",), "tensorflow": ("saved_tensors",), "jax": ("residuals", "xla_temp")}[backend]
     net_mode = "compiled" if backend == "jax" else "eager"
-    ids = {f"{backend}/cpu/{kind}/{case}/{mode}" for kind in ("layer_train", "layer_eval")
-           for case in CASES for mode in layer_modes}
+    ids = {
+        f"{backend}/cpu/{kind}/{case}/{mode}"
+        for kind in ("layer_train", "layer_eval")
+        for case in CASES
+        for mode in layer_modes
+    }
     ids |= {f"{backend}/cpu/memory/{case}/{m}" for case in CASES for m in memory}
     ids |= {f"{backend}/cpu/throughput/{net}/{net_mode}" for net in NETS}
     ids.add(f"{backend}/cpu/throughput/allcnn/{net_mode}-bf16")  # the GPU target's row, smoke-tested here
@@ -81,7 +85,8 @@ def test_tiny_run_writes_report(tiny_run: tuple[dict, Path]) -> None:
 
 
 def test_compare_measures_ratio_of_paired_rounds() -> None:
-    c = compare({"slow": lambda: time.sleep(0.004), "fast": lambda: time.sleep(0.002)},
-                repeats=3, warmup=1, min_sample_s=0.0)
+    c = compare(
+        {"slow": lambda: time.sleep(0.004), "fast": lambda: time.sleep(0.002)}, repeats=3, warmup=1, min_sample_s=0.0
+    )
     assert len(c.times["slow"]) == len(c.times["fast"]) == 3
     assert 1.3 < c.ratio("slow", "fast") < 3.0

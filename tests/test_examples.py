@@ -40,8 +40,13 @@ def test_examples_run(backend: str, data_dir: Path) -> None:
     if importlib.util.find_spec(_MODULE[backend]) is None:
         pytest.skip(f"{backend} is not installed")
     code = f"DIR, DATA = {str(EXAMPLES / backend)!r}, {str(data_dir)!r}\n" + DRIVER
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     for script, line in FINAL.items():
         assert line in out.stdout, f"{backend}/{script}.py printed no '{line}' line:\n{out.stdout[-2000:]}"

@@ -91,8 +91,10 @@ def main() -> None:
     for i, (y0, x0, y1, x1) in enumerate(test.boxes):
         mask[i, y0:y1, x0:x1] = 1
     print(f"test error {100 * float(error):.2f}%")
-    print(f"KL in digit box: {100 * (kl_map * mask).sum() / kl_map.sum():.1f}% of the total "
-          f"(box area: {100 * mask.mean():.1f}% of the canvas)")
+    print(
+        f"KL in digit box: {100 * (kl_map * mask).sum() / kl_map.sum():.1f}% of the total "
+        f"(box area: {100 * mask.mean():.1f}% of the canvas)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from idrop.data import binarize, mnist_splits
 class VAE(nnx.Module):
     def __init__(self, hidden: int, latent: int, rngs: nnx.Rngs) -> None:
         self.encoder = nnx.Linear(784, hidden, rngs=rngs)
-        self.latent = InfoDropout(nnx.Linear(hidden, latent, rngs=rngs), activation="softplus",
-                                  prior="log-normal", max_alpha=1.0, rngs=rngs)
-        self.decoder = nnx.Sequential(nnx.Linear(latent, hidden, rngs=rngs), nnx.tanh,
-                                      nnx.Linear(hidden, 784, rngs=rngs))
+        self.latent = InfoDropout(
+            nnx.Linear(hidden, latent, rngs=rngs), activation="softplus", prior="log-normal", max_alpha=1.0, rngs=rngs
+        )
+        self.decoder = nnx.Sequential(
+            nnx.Linear(latent, hidden, rngs=rngs), nnx.tanh, nnx.Linear(hidden, 784, rngs=rngs)
+        )
 
     def elbo(self, x: jax.Array) -> jax.Array:
         """One-sample ELBO per image, in nats (needs the latent's noise and its KL)."""

@@ -34,16 +34,34 @@ def main() -> None:
     train = cluttered_mnist(x_train[: args.limit], y_train[: args.limit], canvas=args.canvas, seed=args.seed)
     test = cluttered_mnist(x_test[:1000], y_test[:1000], canvas=args.canvas, seed=args.seed + 1)
 
-    blocks = [InfoDropout(keras.layers.Conv2D(n, 3, strides=2, padding="same"), activation="relu",
-                          beta=args.beta, n_train=len(train.images), max_alpha=args.max_alpha, seed=args.seed + i)
-              for i, n in enumerate((32, 64, 96))]
-    model = keras.Sequential([keras.Input((args.canvas, args.canvas, 1)), *blocks,
-                              keras.layers.Conv2D(10, 1), keras.layers.GlobalAveragePooling2D()])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    blocks = [
+        InfoDropout(
+            keras.layers.Conv2D(n, 3, strides=2, padding="same"),
+            activation="relu",
+            beta=args.beta,
+            n_train=len(train.images),
+            max_alpha=args.max_alpha,
+            seed=args.seed + i,
+        )
+        for i, n in enumerate((32, 64, 96))
+    ]
+    model = keras.Sequential(
+        [
+            keras.Input((args.canvas, args.canvas, 1)),
+            *blocks,
+            keras.layers.Conv2D(10, 1),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(train.images[..., None], train.labels, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
-    accuracy = model.evaluate(test.images[..., None], test.labels, batch_size=100, verbose=0,
-                              return_dict=True)["accuracy"]
+    accuracy = model.evaluate(test.images[..., None], test.labels, batch_size=100, verbose=0, return_dict=True)[
+        "accuracy"
+    ]
 
     last = blocks[-1]
     h = blocks[1](blocks[0](test.images[..., None]))  # the input of the last InfoDropout layer
@@ -55,8 +73,10 @@ def main() -> None:
     for i, (y0, x0, y1, x1) in enumerate(test.boxes):
         mask[i, y0:y1, x0:x1] = 1
     print(f"test error {100 * (1 - accuracy):.2f}%")
-    print(f"KL in digit box: {100 * (kl_map * mask).sum() / kl_map.sum():.1f}% of the total "
-          f"(box area: {100 * mask.mean():.1f}% of the canvas)")
+    print(
+        f"KL in digit box: {100 * (kl_map * mask).sum() / kl_map.sum():.1f}% of the total "
+        f"(box area: {100 * mask.mean():.1f}% of the canvas)"
+    )
 
 
 if __name__ == "__main__":

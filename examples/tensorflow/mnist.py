@@ -21,8 +21,16 @@ def make_model(method: str, width: int, beta: float, n_train: int, max_alpha: fl
     layers = [keras.Input((784,))]
     for i in range(3):
         if method == "information":
-            layers.append(InfoDropout(keras.layers.Dense(width), activation="relu", beta=beta, n_train=n_train,
-                                      max_alpha=max_alpha, seed=seed + i))
+            layers.append(
+                InfoDropout(
+                    keras.layers.Dense(width),
+                    activation="relu",
+                    beta=beta,
+                    n_train=n_train,
+                    max_alpha=max_alpha,
+                    seed=seed + i,
+                )
+            )
         else:
             layers += [keras.layers.Dense(width, activation="relu"), keras.layers.Dropout(0.5, seed=seed + i)]
     return keras.Sequential([*layers, keras.layers.Dense(10)])
@@ -46,9 +54,11 @@ def main() -> None:
     x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 
     model = make_model(args.method, args.width, args.beta, len(x_train), args.max_alpha, args.seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
     accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0, return_dict=True)["accuracy"]
     print(f"{args.method} dropout: test error {100 * (1 - accuracy):.2f}%")

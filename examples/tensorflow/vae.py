@@ -33,8 +33,9 @@ def main() -> None:
     x_train, x_test = binarize(x_train[: args.limit]), binarize(x_test)
 
     encoder = keras.layers.Dense(args.hidden, activation="tanh")
-    latent = InfoDropout(keras.layers.Dense(args.latent), activation="softplus", prior="log-normal",
-                         max_alpha=1.0, seed=args.seed)
+    latent = InfoDropout(
+        keras.layers.Dense(args.latent), activation="softplus", prior="log-normal", max_alpha=1.0, seed=args.seed
+    )
     decoder = keras.Sequential([keras.layers.Dense(args.hidden, activation="tanh"), keras.layers.Dense(784)])
     model = keras.Sequential([keras.Input((784,)), encoder, latent, decoder])
     opt = keras.optimizers.Adam(1e-3)

@@ -24,8 +24,9 @@ def make_model(max_alpha: float) -> nn.Sequential:
         conv = nn.Conv2d(n_in, n_out, 3, stride=2, padding=1)
         return InfoDropout(conv, activation="relu", max_alpha=max_alpha)
 
-    return nn.Sequential(block(1, 32), block(32, 64), block(64, 96),
-                         nn.Conv2d(96, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(
+        block(1, 32), block(32, 64), block(64, 96), nn.Conv2d(96, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
 
 
 def main() -> None:

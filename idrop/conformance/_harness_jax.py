@@ -27,8 +27,7 @@ jax.config.update("jax_enable_x64", True)
 from idrop.backends import jax as backend  # noqa: E402 - after enabling x64
 
 _DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
-_LAWS = {"binary": backend.binary_dropout, "gaussian": backend.gaussian_dropout,
-         "lognormal": backend.lognormal_dropout}
+_LAWS = {"binary": backend.binary_dropout, "gaussian": backend.gaussian_dropout, "lognormal": backend.lognormal_dropout}
 # Full-precision matmuls and convolutions: on accelerators the default precision of
 # float32 may be bfloat16 passes (TF32-like), far outside the float32 tolerances.
 _PRECISION = jax.lax.Precision.HIGHEST
@@ -117,8 +116,9 @@ def _functional(static: tuple[tuple[str, Any], ...]) -> Any:
 @functools.cache
 def _functional_grads(static: tuple[tuple[str, Any], ...]) -> Any:
     def objective(p, eps, zc, klc):
-        z, kl = backend.info_dropout(None, p["f"], p["alpha_logits"], noise=eps, mu=p.get("mu"),
-                                     sigma=p.get("sigma"), **dict(static))
+        z, kl = backend.info_dropout(
+            None, p["f"], p["alpha_logits"], noise=eps, mu=p.get("mu"), sigma=p.get("sigma"), **dict(static)
+        )
         return jnp.sum(z * zc) + jnp.sum(kl * klc)
 
     return jax.jit(jax.grad(objective))
@@ -178,9 +178,14 @@ def _layer_grads(kind: str, stride: int, padding: int, static: tuple) -> Any:
 
 
 def _weights(w: LayerWeights, dtype: str, mu: float, sigma: float) -> dict[str, jax.Array]:
-    return {"kernel": _j(_kernel_to_flax(w.weight), dtype), "bias": _j(w.bias, dtype),
-            "alpha_kernel": _j(_kernel_to_flax(w.alpha_weight), dtype), "alpha_bias": _j(w.alpha_bias, dtype),
-            "mu": _j(mu, dtype), "log_sigma": _j(np.log(sigma), dtype)}
+    return {
+        "kernel": _j(_kernel_to_flax(w.weight), dtype),
+        "bias": _j(w.bias, dtype),
+        "alpha_kernel": _j(_kernel_to_flax(w.alpha_weight), dtype),
+        "alpha_bias": _j(w.alpha_bias, dtype),
+        "mu": _j(mu, dtype),
+        "log_sigma": _j(np.log(sigma), dtype),
+    }
 
 
 class JaxHarness:
@@ -192,8 +197,13 @@ class JaxHarness:
     def info_dropout(self, f, alpha_logits, *, dtype, noise, training, mu, sigma, **options):
         _, options = _split(options)
         fn = _functional(_static({**options, "deterministic": not training}))
-        z, kl = fn(_j(f, dtype), _j(alpha_logits, dtype),
-                   noise=None if noise is None else _j(noise, _noise_dtype(dtype)), mu=mu, sigma=sigma)
+        z, kl = fn(
+            _j(f, dtype),
+            _j(alpha_logits, dtype),
+            noise=None if noise is None else _j(noise, _noise_dtype(dtype)),
+            mu=mu,
+            sigma=sigma,
+        )
         return Output(_np(z), _np(kl), _name(z), _name(kl))
 
     def alpha(self, alpha_logits, *, dtype, max_alpha, alpha_min):
@@ -233,10 +243,16 @@ class JaxHarness:
 
     def layer_grads(self, weights, x, *, noise, mu, sigma, z_cotangent, **options):
         fn = _layer_grads(weights.kind, weights.stride, weights.padding, _static(options))
-        gp, gx = fn(_weights(weights, "float64", mu, sigma), _j(_to_flax(x)), _j(_to_flax(noise)),
-                    _j(_to_flax(z_cotangent)))
-        grads = {"x": _from_flax(_np(gx)), "weight": _kernel_from_flax(_np(gp["kernel"])), "bias": _np(gp["bias"]),
-                 "alpha_weight": _kernel_from_flax(_np(gp["alpha_kernel"])), "alpha_bias": _np(gp["alpha_bias"])}
+        gp, gx = fn(
+            _weights(weights, "float64", mu, sigma), _j(_to_flax(x)), _j(_to_flax(noise)), _j(_to_flax(z_cotangent))
+        )
+        grads = {
+            "x": _from_flax(_np(gx)),
+            "weight": _kernel_from_flax(_np(gp["kernel"])),
+            "bias": _np(gp["bias"]),
+            "alpha_weight": _kernel_from_flax(_np(gp["alpha_kernel"])),
+            "alpha_bias": _np(gp["alpha_bias"]),
+        }
         if InfoDropoutSpec(**options).prior == "log-normal":
             grads["mu"] = _np(gp["mu"])
             # d/dsigma = d/dlog_sigma / sigma: report the gradient the contract names.

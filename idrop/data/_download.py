@@ -72,9 +72,7 @@ def search_dirs(dataset: str, data_dir: str | os.PathLike[str] | None = None) ->
     return [root, root / dataset]
 
 
-def file_digest(
-    path: str | os.PathLike[str], algorithm: str = "md5", *, gunzip: bool = False
-) -> str:
+def file_digest(path: str | os.PathLike[str], algorithm: str = "md5", *, gunzip: bool = False) -> str:
     """Hex digest of a file, or of its gunzipped content when ``gunzip`` is True."""
     digest = hashlib.new(algorithm)
     opener = gzip.open if gunzip else open

@@ -80,9 +80,7 @@ def extract(tarball: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=".cifar10-", dir=dest))
     try:
         with tarfile.open(tarball, "r:*") as tar:
-            members = [
-                m for m in tar.getmembers() if m.name.startswith(FOLDER + "/") and m.isfile()
-            ]
+            members = [m for m in tar.getmembers() if m.name.startswith(FOLDER + "/") and m.isfile()]
             for m in members:
                 if ".." in Path(m.name).parts or Path(m.name).is_absolute():
                     raise ValueError(f"Unsafe path in {tarball}: {m.name}")

@@ -43,8 +43,7 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> i
     if not ok or value < low or (high is not None and value > high):
         expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
         raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={value!r}"
+            f"Invalid value received for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
         )
     return int(value)
 
@@ -143,9 +142,7 @@ def cluttered_mnist(
             src += src >= idx
         sy, sx = rng.integers(DIGIT - size + 1, size=(2, count))
         ar = np.arange(size)
-        crops = digits[
-            src[:, None, None], (sy[:, None] + ar)[:, :, None], (sx[:, None] + ar)[:, None, :]
-        ]
+        crops = digits[src[:, None, None], (sy[:, None] + ar)[:, :, None], (sx[:, None] + ar)[:, None, :]]
         ty, tx = rng.integers(canvas - size + 1, size=(2, count))
         _paste(out, crops, ty, tx)
     oy, ox = rng.integers(canvas - DIGIT + 1, size=(2, count))

@@ -120,9 +120,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise TypeError(
-            f"IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}"
-        )
+        raise TypeError(f"IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     body = array.astype(np.dtype(_IDX_TYPES[code])).tobytes()
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -143,9 +141,7 @@ def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
 
 def _checked(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise ValueError(
-            f"MNIST files in {where} disagree: images {images.shape}, labels {labels.shape}"
-        )
+        raise ValueError(f"MNIST files in {where} disagree: images {images.shape}, labels {labels.shape}")
     return images.reshape(len(images), 784).astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
@@ -173,8 +169,7 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, download: bool
     x_train, y_train = _read_pair(paths[0], paths[1])
     x_test, y_test = _read_pair(paths[2], paths[3])
     source = (
-        f"MNIST: full official training set ({len(x_train):,}) and test set "
-        f"({len(x_test):,}), from {paths[0].parent}"
+        f"MNIST: full official training set ({len(x_train):,}) and test set ({len(x_test):,}), from {paths[0].parent}"
     )
     return Splits(x_train, y_train, x_test, y_test, source)
 
@@ -247,9 +242,7 @@ def mnist_splits(
     return Splits(x5, y5, x_test, y_test, source)
 
 
-def binarize(
-    x: np.ndarray, *, mode: str = "threshold", threshold: float = 0.5, seed: int = 0
-) -> np.ndarray:
+def binarize(x: np.ndarray, *, mode: str = "threshold", threshold: float = 0.5, seed: int = 0) -> np.ndarray:
     """Binarise images in [0, 1] for the Bernoulli decoder of the VAE experiment.
 
     ``mode="threshold"`` gives ``x > threshold`` (deterministic). ``mode="stochastic"``
@@ -262,9 +255,7 @@ def binarize(
     """
     x = np.asarray(x)
     if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"binarize expects values in [0, 1]; received range [{x.min()}, {x.max()}]"
-        )
+        raise ValueError(f"binarize expects values in [0, 1]; received range [{x.min()}, {x.max()}]")
     if mode == "threshold":
         return (x > threshold).astype(np.float32)
     if mode == "stochastic":

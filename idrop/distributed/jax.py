@@ -48,10 +48,14 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None, platform: str |
         available = jax.devices(platform)
         n = len(available) if devices is None else devices
         if not 1 <= n <= len(available):
-            hint = (" (for CPU devices set XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)"
-                    if available[0].platform == "cpu" else "")
-            raise ValueError(f"Asked for {n} devices; JAX sees {len(available)} {available[0].platform} device(s)"
-                             + hint + ".")
+            hint = (
+                " (for CPU devices set XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)"
+                if available[0].platform == "cpu"
+                else ""
+            )
+            raise ValueError(
+                f"Asked for {n} devices; JAX sees {len(available)} {available[0].platform} device(s)" + hint + "."
+            )
         devices = available[:n]
     return Mesh(np.asarray(list(devices)), (AXIS,))
 
@@ -103,6 +107,13 @@ def replica_keys(key: jax.Array, num_replicas: int) -> jax.Array:
 
 
 __all__ = [
-    "AXIS", "batch_sharding", "data_mesh", "pad_batch", "replica_keys", "replicate", "replicated", "shard_batch",
+    "AXIS",
+    "batch_sharding",
+    "data_mesh",
+    "pad_batch",
+    "replica_keys",
+    "replicate",
+    "replicated",
+    "shard_batch",
     "weighted_mean",
 ]

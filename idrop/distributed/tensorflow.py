@@ -36,7 +36,6 @@ from idrop.backends.tensorflow import InfoDropout
 _STRATEGIES: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
 
 
-
 def split_cpu(n: int) -> None:
     """Expose the CPU as ``n`` logical devices (tests, CPU-only machines). Call before TensorFlow starts."""
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -78,8 +77,9 @@ def replica_id() -> tf.Tensor:
     return tf.cast(rid, "int64")
 
 
-def global_ib_loss(task_per_example: tf.Tensor, model: keras.Layer, beta: float, n_train: int,
-                   global_batch: int) -> tf.Tensor:
+def global_ib_loss(
+    task_per_example: tf.Tensor, model: keras.Layer, beta: float, n_train: int, global_batch: int
+) -> tf.Tensor:
     """Eq. 5 for custom loops under ``strategy.run``: this replica's share of the global-batch mean.
 
     ``(sum of task losses + beta * sum of per-example KL / n_train) / global_batch``, so the

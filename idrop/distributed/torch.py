@@ -158,6 +158,18 @@ def cleanup() -> None:
 
 
 __all__ = [
-    "Context", "all_reduce_sum", "barrier", "broadcast_object", "cleanup", "env_world", "global_mean", "is_main",
-    "noise_seed", "rank", "setup", "shard_indices", "wrap", "world_size",
+    "Context",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "cleanup",
+    "env_world",
+    "global_mean",
+    "is_main",
+    "noise_seed",
+    "rank",
+    "setup",
+    "shard_indices",
+    "wrap",
+    "world_size",
 ]

@@ -36,8 +36,9 @@ class AllCNN32(nn.Module):
     average. Batch norm on every conv; the logits get no activation.
     """
 
-    def __init__(self, *, method: str, filter_percentage: float, activation: str, max_alpha: float,
-                 input_dropout: float = 0.2) -> None:
+    def __init__(
+        self, *, method: str, filter_percentage: float, activation: str, max_alpha: float, input_dropout: float = 0.2
+    ) -> None:
         super().__init__()
         a, b = (max(1, round(w * filter_percentage)) for w in (96, 192))
         self.input_dropout = nn.Dropout(input_dropout)  # binary, as the official code
@@ -68,10 +69,12 @@ class CifarRun:
         self.y_train = torch.from_numpy(data["y_train"])
         self.x_test = torch.from_numpy(data["x_test"]).permute(0, 3, 1, 2).contiguous()
         self.y_test = torch.from_numpy(data["y_test"])
-        self.model = AllCNN32(method=key.method, filter_percentage=key.width, activation=cfg["activation"],
-                              max_alpha=cfg["max_alpha"]).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg["lr"], momentum=0.9,
-                                         weight_decay=cfg["weight_decay"])
+        self.model = AllCNN32(
+            method=key.method, filter_percentage=key.width, activation=cfg["activation"], max_alpha=cfg["max_alpha"]
+        ).to(self.device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"]
+        )
         drops = [max(1, round(cfg["epochs"] * f)) for f in cfg["lr_drops"]]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, drops, gamma=0.1)
 
@@ -114,8 +117,9 @@ class CifarRun:
         load_torch_state(path, self.model, self.optimizer, self.scheduler, self.rng)
 
 
-def train_all(results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *,
-              progress: bool) -> list[dict[str, Any]]:
+def train_all(
+    results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
+) -> list[dict[str, Any]]:
     """Every (method, filter percentage, seed) run, resumable; return the finished rows."""
     keys = [RunKey(m, p, s) for m in cfg["methods"] for p in cfg["filter_percentages"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda k: CifarRun(k, cfg, data), epochs=cfg["epochs"], progress=progress)

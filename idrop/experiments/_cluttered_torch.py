@@ -39,8 +39,16 @@ class AllCNN96(nn.Module):
     spatial average; the logits get no activation (a ReLU there would clip them).
     """
 
-    def __init__(self, *, method: str, filter_percentage: float, activation: str, max_alpha: float,
-                 convs_per_block: int = 3, n_classes: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        method: str,
+        filter_percentage: float,
+        activation: str,
+        max_alpha: float,
+        convs_per_block: int = 3,
+        n_classes: int = 10,
+    ) -> None:
         super().__init__()
         widths = [max(1, round(w * filter_percentage)) for w in BASE_WIDTHS]
         layers: list[nn.Module] = []
@@ -52,8 +60,13 @@ class AllCNN96(nn.Module):
             layers.append(noisy_block(method, c, w, activation=activation, max_alpha=max_alpha))
             c = w
         top = widths[-1]
-        layers += [*conv_bn(c, top, 3), _act(activation), *conv_bn(top, top, 1), _act(activation),
-                   *conv_bn(top, n_classes, 1)]
+        layers += [
+            *conv_bn(c, top, 3),
+            _act(activation),
+            *conv_bn(top, top, 1),
+            _act(activation),
+            *conv_bn(top, n_classes, 1),
+        ]
         self.features = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,8 +76,9 @@ class AllCNN96(nn.Module):
 class ClutteredRun:
     """One (beta, seed) run; :meth:`evaluate` also writes the heat maps of the shown images."""
 
-    def __init__(self, key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray],
-                 results: ResultDir) -> None:
+    def __init__(
+        self, key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: ResultDir
+    ) -> None:
         torch.manual_seed(key.seed)
         self.key, self.beta, self.cfg, self.results = key, beta, cfg, results
         self.device = pick_device(cfg["device"])
@@ -72,9 +86,13 @@ class ClutteredRun:
         self.x_train = torch.from_numpy(data["x_train"][:, None])
         self.y_train = torch.from_numpy(data["y_train"])
         self.data = data
-        self.model = AllCNN96(method="information", filter_percentage=cfg["filter_percentage"],
-                              activation=cfg["activation"], max_alpha=cfg["max_alpha"],
-                              convs_per_block=cfg["convs_per_block"])
+        self.model = AllCNN96(
+            method="information",
+            filter_percentage=cfg["filter_percentage"],
+            activation=cfg["activation"],
+            max_alpha=cfg["max_alpha"],
+            convs_per_block=cfg["convs_per_block"],
+        )
         # channels_last: about 1.5-2x faster convolutions on CPU for these thin layers.
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
@@ -103,9 +121,12 @@ class ClutteredRun:
         """Predictions and, per Information Dropout layer, the KL summed over channels."""
         layers = [m for m in self.model.modules() if isinstance(m, InfoDropout)]
         maps: list[list[np.ndarray]] = [[] for _ in layers]
-        hooks = [m.register_forward_pre_hook(
-            lambda mod, inp, i=i: maps[i].append(per_unit_kl(mod, inp[0]).sum(1).cpu().numpy()))
-            for i, m in enumerate(layers)]
+        hooks = [
+            m.register_forward_pre_hook(
+                lambda mod, inp, i=i: maps[i].append(per_unit_kl(mod, inp[0]).sum(1).cpu().numpy())
+            )
+            for i, m in enumerate(layers)
+        ]
         preds = []
         try:
             for idx in batches(len(x), self.cfg["batch_size"]):
@@ -141,12 +162,18 @@ class ClutteredRun:
         load_torch_state(path, self.model, self.optimizer, None, self.rng)
 
 
-def train_all(results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *,
-              progress: bool) -> list[dict[str, Any]]:
+def train_all(
+    results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
+) -> list[dict[str, Any]]:
     """Train one run per (beta, seed) with resume; return the registry's finished rows."""
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     betas = {f"beta{b:g}": b for b in cfg["betas"]}
     keys = [RunKey(name, cfg["filter_percentage"], s) for name in betas for s in cfg["seeds"]]
-    return run_grid(results, keys, lambda k: ClutteredRun(k, betas[k.method], cfg, data, results),
-                    epochs=cfg["epochs"], progress=progress)
+    return run_grid(
+        results,
+        keys,
+        lambda k: ClutteredRun(k, betas[k.method], cfg, data, results),
+        epochs=cfg["epochs"],
+        progress=progress,
+    )

@@ -80,8 +80,11 @@ class MLP(nnx.Module):
 
 def kl_per_example(model: nnx.Module) -> jax.Array | float:
     """Per-example KL of the last call, summed over the InfoDropout layers (0 when there are none)."""
-    kls = [m.kl.get_value() for _, m in nnx.iter_modules(model)
-           if isinstance(m, InfoDropout) and m.kl.get_value() is not None]
+    kls = [
+        m.kl.get_value()
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, InfoDropout) and m.kl.get_value() is not None
+    ]
     return sum(k.astype(jnp.float32) for k in kls) if kls else 0.0
 
 
@@ -107,8 +110,9 @@ class JaxRun:
         self._step = jax.jit(self._train_step, donate_argnums=(0, 1))
         self._predict = jax.jit(lambda params, rest, x: nnx.merge(self.graphdef, params, rest, copy=True)(x).argmax(1))
 
-    def _train_step(self, params: Any, opt_state: Any, rest: Any, idx: jax.Array, w: jax.Array,
-                    key: jax.Array) -> tuple[Any, ...]:
+    def _train_step(
+        self, params: Any, opt_state: Any, rest: Any, idx: jax.Array, w: jax.Array, key: jax.Array
+    ) -> tuple[Any, ...]:
         cfg = self.config
         # The gathered batch keeps the sharding of `idx`: each device holds its slice of it.
         shard = djax.batch_sharding(self.mesh)
@@ -134,8 +138,12 @@ class JaxRun:
         for i, idx in enumerate(batch_order(n, cfg.batch_size, self.key.seed, epoch)):
             padded, w = djax.pad_batch(idx, self.mesh.size)
             self.params, self.opt_state, loss, kl, wrong = self._step(
-                self.params, self.opt_state, self.rest, *djax.shard_batch(self.mesh, padded, w),
-                jax.random.fold_in(epoch_key, i))
+                self.params,
+                self.opt_state,
+                self.rest,
+                *djax.shard_batch(self.mesh, padded, w),
+                jax.random.fold_in(epoch_key, i),
+            )
             stats.append((loss * len(idx), kl * len(idx), wrong))  # no host sync inside the epoch
         loss_sum, kl_sum, wrong = np.asarray(jax.device_get(stats), dtype=np.float64).sum(0) / n
         return {"loss": float(loss_sum), "kl": float(kl_sum), "error": float(wrong), "test_error": self._error("test")}
@@ -143,8 +151,10 @@ class JaxRun:
     def _error(self, split: str) -> float:
         x, y = self.data[f"x_{split}"], self.data[f"y_{split}"]
         n = int(x.shape[0])
-        wrong = sum(int((self._predict(self.params, self.rest, x[i : i + 2000]) != y[i : i + 2000]).sum())
-                    for i in range(0, n, 2000))
+        wrong = sum(
+            int((self._predict(self.params, self.rest, x[i : i + 2000]) != y[i : i + 2000]).sum())
+            for i in range(0, n, 2000)
+        )
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:

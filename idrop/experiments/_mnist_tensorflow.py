@@ -71,8 +71,15 @@ def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer
     if method == "lognormal":
         return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
     if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
-        return InfoDropout(dense, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, seed=seed,
-                           beta=config.beta, n_train=config.n_train)
+        return InfoDropout(
+            dense,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            seed=seed,
+            beta=config.beta,
+            n_train=config.n_train,
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 
@@ -86,15 +93,19 @@ def build_model(method: str, width: int, config: Any, seed: int) -> keras.Model:
 class TensorFlowRun:
     """One (method, width, seed) run; follows :class:`idrop.experiments.Run`."""
 
-    def __init__(self, key: Any, data: dict[str, tf.Tensor], config: Any, jit: bool,
-                 strategy: tf.distribute.Strategy) -> None:
+    def __init__(
+        self, key: Any, data: dict[str, tf.Tensor], config: Any, jit: bool, strategy: tf.distribute.Strategy
+    ) -> None:
         self.key, self.data, self.config, self.strategy = key, data, config, strategy
         with strategy.scope():
             self.model = build_model(key.method, int(key.width), config, init_seed(key.seed, key.width, key.method))
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-            self.model.compile(optimizer=self.optimizer,
-                               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                               metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=jit)
+            self.model.compile(
+                optimizer=self.optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=jit,
+            )
             self.optimizer.build(self.model.trainable_variables)
         self.seed_states = [v for v in self.model.variables if "seed_generator_state" in v.path]
         self.kl_metrics = [m.kl_metric for m in self.model.layers if isinstance(m, InfoDropout)]
@@ -117,14 +128,20 @@ class TensorFlowRun:
             m.reset_state()
         history = self.model.fit(self._dataset(epoch), epochs=1, verbose=0, shuffle=False).history
         kl = sum((float(m.result()) for m in self.kl_metrics), 0.0)  # nats per image, summed over layers
-        return {"loss": float(history["loss"][0]), "kl": kl, "error": 1.0 - float(history["accuracy"][0]),
-                "test_error": self._error("test")}
+        return {
+            "loss": float(history["loss"][0]),
+            "kl": kl,
+            "error": 1.0 - float(history["accuracy"][0]),
+            "test_error": self._error("test"),
+        }
 
     def _error(self, split: str) -> float:
         x, y = self.data[f"x_{split}"], self.data[f"y_{split}"]
         n = int(x.shape[0])
-        wrong = sum(int(tf.reduce_sum(tf.cast(self._predict(x[i : i + 2000]) != y[i : i + 2000], tf.int32)))
-                    for i in range(0, n, 2000))
+        wrong = sum(
+            int(tf.reduce_sum(tf.cast(self._predict(x[i : i + 2000]) != y[i : i + 2000], tf.int32)))
+            for i in range(0, n, 2000)
+        )
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:

@@ -48,8 +48,10 @@ class Replica:
 
     def __init__(self, device: str, devices: int | None) -> None:
         if devices not in (None, 1) and devices != dtorch.env_world()[1]:
-            raise ValueError(f"--devices {devices}: PyTorch takes its device count from torchrun; launch with "
-                             f"`torchrun --nproc_per_node {devices} -m idrop reproduce mnist --backend torch ...`.")
+            raise ValueError(
+                f"--devices {devices}: PyTorch takes its device count from torchrun; launch with "
+                f"`torchrun --nproc_per_node {devices} -m idrop reproduce mnist --backend torch ...`."
+            )
         self.ctx = dtorch.setup(device)
         self.is_main = self.ctx.is_main
 
@@ -62,8 +64,9 @@ class Replica:
         dtorch.cleanup()
 
 
-def sum_loss(logits: torch.Tensor, y: torch.Tensor, model: nn.Module, beta: float,
-             n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sum_loss(
+    logits: torch.Tensor, y: torch.Tensor, model: nn.Module, beta: float, n_train: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum of eq. 5's per-example loss, sum of per-example KL)`` over this rank's examples.
 
     Sums, not means: a shard may be smaller than the others, or empty, and only sums add
@@ -142,8 +145,9 @@ class TorchRun:
     def _error(self, split: str) -> float:
         self.model.eval()
         x, y = self.data[f"x_{split}"], self.data[f"y_{split}"]
-        wrong = sum(int((self.model(x[i : i + 2000]).argmax(1) != y[i : i + 2000]).sum())
-                    for i in range(0, len(x), 2000))
+        wrong = sum(
+            int((self.model(x[i : i + 2000]).argmax(1) != y[i : i + 2000]).sum()) for i in range(0, len(x), 2000)
+        )
         return wrong / len(x)
 
     def evaluate(self) -> dict[str, float]:

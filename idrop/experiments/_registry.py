@@ -70,8 +70,7 @@ class RunRegistry:
             state = read_json(self.path)
             if state.get("version") != VERSION:
                 raise ValueError(
-                    f"{self.path} has registry version {state.get('version')!r}; this "
-                    f"idrop reads version {VERSION}."
+                    f"{self.path} has registry version {state.get('version')!r}; this idrop reads version {VERSION}."
                 )
             self.finished = dict(state.get("finished", {}))
             self.in_progress = dict(state.get("in_progress", {}))
@@ -124,8 +123,5 @@ class RunRegistry:
 
     def results(self) -> list[dict[str, Any]]:
         """One flat row per finished run: method, width, seed, then the result fields."""
-        rows = [
-            {**{k: v for k, v in e.items() if k != "result"}, **e["result"]}
-            for e in self.finished.values()
-        ]
+        rows = [{**{k: v for k, v in e.items() if k != "result"}, **e["result"]} for e in self.finished.values()]
         return sorted(rows, key=lambda r: (str(r["method"]), float(r["width"]), int(r["seed"])))

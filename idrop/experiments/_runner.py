@@ -59,9 +59,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def save_checkpoint(
-    results: ResultDir, key: RunKey, epoch: int, save_state: Callable[[Path], None]
-) -> str:
+def save_checkpoint(results: ResultDir, key: RunKey, epoch: int, save_state: Callable[[Path], None]) -> str:
     """Save a run's state after ``epoch`` atomically; return its path relative to the folder.
 
     ``save_state(path)`` must create ``path`` (a file, or a folder for formats such
@@ -121,8 +119,7 @@ def run_grid(
     for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(
-                f"Invalid value received for argument `{name}`. Expected an int >= 1. "
-                f"Received: {name}={value!r}"
+                f"Invalid value received for argument `{name}`. Expected an int >= 1. Received: {name}={value!r}"
             )
     registry = RunRegistry(results.state)
     for key in keys:
@@ -145,10 +142,7 @@ def run_grid(
                     _prune(results, key, keep=checkpoint)
             result = {**dict(run.evaluate()), "epochs": epochs}
             registry.finish(key, result)
-            bar.write(
-                f"{key.name} done: "
-                + " ".join(f"{k}={v}" for k, v in format_metrics(result).items())
-            )
+            bar.write(f"{key.name} done: " + " ".join(f"{k}={v}" for k, v in format_metrics(result).items()))
         if not keep_checkpoints:
             _prune(results, key, keep=None)
     return registry.results()

@@ -23,9 +23,7 @@ from ._registry import RunRegistry
 FIELDS = ("method", "width", "n", "mean", "std")
 
 
-def summarize(
-    rows: Iterable[Mapping[str, Any]], *, metric: str = "test_error"
-) -> list[dict[str, Any]]:
+def summarize(rows: Iterable[Mapping[str, Any]], *, metric: str = "test_error") -> list[dict[str, Any]]:
     """Mean and std of ``metric`` per (method, width) across seeds.
 
     Returns:
@@ -41,9 +39,7 @@ def summarize(
     groups: dict[tuple[str, Any], list[float]] = {}
     for row in rows:
         if metric not in row:
-            raise KeyError(
-                f"Run {dict(row)} has no `{metric}`; summarize(metric=...) names the field."
-            )
+            raise KeyError(f"Run {dict(row)} has no `{metric}`; summarize(metric=...) names the field.")
         value = row[metric]
         values = groups.setdefault((row["method"], row["width"]), [])
         if value is not None and math.isfinite(value):
@@ -52,9 +48,7 @@ def summarize(
     for method, _ in groups:
         order.setdefault(method, len(order))
     out = []
-    for (method, width), values in sorted(
-        groups.items(), key=lambda g: (order[g[0][0]], float(g[0][1]))
-    ):
+    for (method, width), values in sorted(groups.items(), key=lambda g: (order[g[0][0]], float(g[0][1]))):
         n = len(values)
         mean = sum(values) / n if n else None
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
@@ -86,15 +80,9 @@ def markdown_table(
     lines = [
         "| width | " + " | ".join(methods) + " |",
         "|---:|" + "---:|" * len(methods),
-        *(
-            f"| {w:g} | "
-            + " | ".join(_cell(cells.get((m, w)), scale, digits) for m in methods)
-            + " |"
-            for w in widths
-        ),
+        *(f"| {w:g} | " + " | ".join(_cell(cells.get((m, w)), scale, digits) for m in methods) + " |" for w in widths),
         "",
-        f"{metric}{' (%)' if percent else ''}: mean ± sample std over "
-        f"{'/'.join(map(str, seeds))} seeds.",
+        f"{metric}{' (%)' if percent else ''}: mean ± sample std over {'/'.join(map(str, seeds))} seeds.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -130,11 +118,7 @@ def plot_error_vs_width(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for method in dict.fromkeys(s["method"] for s in summary):
-        pts = sorted(
-            (float(s["width"]), s)
-            for s in summary
-            if s["method"] == method and s["mean"] is not None
-        )
+        pts = sorted((float(s["width"]), s) for s in summary if s["method"] == method and s["mean"] is not None)
         if not pts:
             continue
         ax.errorbar(

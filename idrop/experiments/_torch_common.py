@@ -24,7 +24,7 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> 
     """Index batches over ``n`` items, shuffled when ``rng`` is given; the last may be short."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
@@ -32,8 +32,9 @@ def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1) -> tuple[nn.Conv2d, 
     return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)
 
 
-def noisy_block(method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float,
-                stride: int = 2, rate: float = 0.5) -> nn.Module:
+def noisy_block(
+    method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float, stride: int = 2, rate: float = 0.5
+) -> nn.Module:
     """The stride-2 conv with its noise: Information Dropout, binary dropout, or none."""
     conv, bn = conv_bn(c_in, c_out, 3, stride)
     if method == "information":
@@ -63,18 +64,25 @@ def refresh_batch_norm(model: nn.Module, x: torch.Tensor, batch_size: int, devic
     model.eval()
 
 
-def save_torch_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any | None, rng: np.random.Generator) -> None:
+def save_torch_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None, rng: np.random.Generator
+) -> None:
     """Model, optimizer, scheduler and every RNG state in one file."""
-    torch.save({
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-    }, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": rng.bit_generator.state,
+        },
+        path,
+    )
 
 
-def load_torch_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any | None, rng: np.random.Generator) -> None:
+def load_torch_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None, rng: np.random.Generator
+) -> None:
     """Restore what :func:`save_torch_state` wrote."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
@@ -89,6 +97,12 @@ def per_unit_kl(layer: InfoDropout, x: torch.Tensor) -> torch.Tensor:
     """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps)."""
     f = layer.activation_of(x)
     lognormal = layer.spec.prior == "log-normal"
-    _, kl = info_dropout(f, layer.alpha_layer(x), **layer.spec.kl_options, training=False,
-                         mu=layer.mu if lognormal else None, sigma=layer.sigma if lognormal else None)
+    _, kl = info_dropout(
+        f,
+        layer.alpha_layer(x),
+        **layer.spec.kl_options,
+        training=False,
+        mu=layer.mu if lognormal else None,
+        sigma=layer.sigma if lognormal else None,
+    )
     return kl

@@ -33,8 +33,9 @@ class VAE(nn.Module):
         if latent == "gaussian":
             self.head = nn.Linear(hidden, 2 * n_latent)
         elif latent == "information":
-            self.head = InfoDropout(nn.Linear(hidden, n_latent), activation="softplus", prior="log-normal",
-                                    max_alpha=max_alpha)
+            self.head = InfoDropout(
+                nn.Linear(hidden, n_latent), activation="softplus", prior="log-normal", max_alpha=max_alpha
+            )
         else:
             raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
         self.decoder = nn.Sequential(nn.Linear(n_latent, hidden), nn.Tanh(), nn.Linear(hidden, 784))
@@ -107,8 +108,9 @@ class VaeRun:
         load_torch_state(path, self.model, self.optimizer, None, self.rng)
 
 
-def train_all(results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *,
-              progress: bool) -> list[dict[str, Any]]:
+def train_all(
+    results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
+) -> list[dict[str, Any]]:
     """Every (latent, k, seed) run, resumable; return the finished rows."""
     keys = [RunKey(lat, k, s) for lat in cfg["latents"] for k in cfg["ks"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda key: VaeRun(key, cfg, data), epochs=cfg["epochs"], progress=progress)

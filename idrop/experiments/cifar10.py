@@ -30,17 +30,36 @@ FULL = {"filter_percentages": [0.25, 0.5, 0.75, 1.0], "epochs": 80, "n_train": N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of this experiment beyond the CLI's common ones."""
     g = parser.add_argument_group("cifar10")
-    g.add_argument("--methods", nargs="+", choices=("information", "binary", "none"),
-                   default=["information", "binary"], help="noise at the stride-2 convs")
-    g.add_argument("--filter-percentage", type=float, nargs="+", dest="filter_percentages",
-                   help="scales of the channel widths 96/192 (quick: 0.25)")
-    g.add_argument("--activation", choices=("relu", "softplus"), default="softplus",
-                   help="relu: log-uniform prior; softplus: log-normal prior")
+    g.add_argument(
+        "--methods",
+        nargs="+",
+        choices=("information", "binary", "none"),
+        default=["information", "binary"],
+        help="noise at the stride-2 convs",
+    )
+    g.add_argument(
+        "--filter-percentage",
+        type=float,
+        nargs="+",
+        dest="filter_percentages",
+        help="scales of the channel widths 96/192 (quick: 0.25)",
+    )
+    g.add_argument(
+        "--activation",
+        choices=("relu", "softplus"),
+        default="softplus",
+        help="relu: log-uniform prior; softplus: log-normal prior",
+    )
     g.add_argument("--beta", type=float, default=3.0)
     g.add_argument("--max-alpha", type=float, default=0.7)
     g.add_argument("--lr", type=float, default=0.05)
-    g.add_argument("--lr-drops", type=float, nargs="*", default=[0.5, 0.75],
-                   help="fractions of training after which the lr is divided by 10")
+    g.add_argument(
+        "--lr-drops",
+        type=float,
+        nargs="*",
+        default=[0.5, 0.75],
+        help="fractions of training after which the lr is divided by 10",
+    )
     g.add_argument("--weight-decay", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--n-train", type=int, help="use the first N training images (quick: 5000; default all)")
@@ -56,13 +75,23 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         return base[name] if value is None else value
 
     return {
-        "backend": backend_of(args, "cifar10"), "device": getattr(args, "device", None),
-        "methods": list(args.methods), "filter_percentages": [float(p) for p in pick("filter_percentages")],
-        "activation": args.activation, "beta": args.beta, "max_alpha": args.max_alpha, "lr": args.lr,
-        "lr_drops": list(args.lr_drops), "weight_decay": args.weight_decay, "batch_size": args.batch_size,
-        "n_train": pick("n_train"), "n_test": pick("n_test"),
-        "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]), "seeds": seeds_of(args),
-        "optimizer": "sgd-momentum-0.9", "input_dropout": 0.2,
+        "backend": backend_of(args, "cifar10"),
+        "device": getattr(args, "device", None),
+        "methods": list(args.methods),
+        "filter_percentages": [float(p) for p in pick("filter_percentages")],
+        "activation": args.activation,
+        "beta": args.beta,
+        "max_alpha": args.max_alpha,
+        "lr": args.lr,
+        "lr_drops": list(args.lr_drops),
+        "weight_decay": args.weight_decay,
+        "batch_size": args.batch_size,
+        "n_train": pick("n_train"),
+        "n_test": pick("n_test"),
+        "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]),
+        "seeds": seeds_of(args),
+        "optimizer": "sgd-momentum-0.9",
+        "input_dropout": 0.2,
     }
 
 
@@ -72,8 +101,12 @@ def make_data(cfg: dict[str, Any], data_dir: Any = None) -> tuple[dict[str, np.n
     x_train, y_train = x_train[: cfg["n_train"]], y_train[: cfg["n_train"]]
     x_test, y_test = x_test[: cfg["n_test"]], y_test[: cfg["n_test"]]
     mean, std = channel_stats(x_train)
-    data = {"x_train": normalize_channels(x_train, mean, std), "y_train": y_train.astype(np.int64),
-            "x_test": normalize_channels(x_test, mean, std), "y_test": y_test.astype(np.int64)}
+    data = {
+        "x_train": normalize_channels(x_train, mean, std),
+        "y_train": y_train.astype(np.int64),
+        "x_test": normalize_channels(x_test, mean, std),
+        "y_test": y_test.astype(np.int64),
+    }
     return data, f"{source}; used {len(x_train):,} train / {len(x_test):,} test"
 
 

@@ -26,10 +26,26 @@ from ._common import backend_of, epochs_of, prepare, progress_of, seeds_of
 
 # Quick: sized for a few minutes on 2 CPU cores (one conv per block, a quarter of the channels).
 # A large lr lets alpha and the prior's mu reach the background within the quick run's ~100 steps.
-QUICK = {"n_train": 1000, "n_test": 500, "filter_percentage": 0.25, "betas": [0.01, 0.3, 3.0], "epochs": 3,
-         "convs_per_block": 1, "lr": 1e-2, "batch_size": 32}
-FULL = {"n_train": 50000, "n_test": 10000, "filter_percentage": 1.0, "betas": [0.01, 0.1, 1.0, 3.0], "epochs": 40,
-        "convs_per_block": 3, "lr": 1e-3, "batch_size": 64}
+QUICK = {
+    "n_train": 1000,
+    "n_test": 500,
+    "filter_percentage": 0.25,
+    "betas": [0.01, 0.3, 3.0],
+    "epochs": 3,
+    "convs_per_block": 1,
+    "lr": 1e-2,
+    "batch_size": 32,
+}
+FULL = {
+    "n_train": 50000,
+    "n_test": 10000,
+    "filter_percentage": 1.0,
+    "betas": [0.01, 0.1, 1.0, 3.0],
+    "epochs": 40,
+    "convs_per_block": 3,
+    "lr": 1e-3,
+    "batch_size": 64,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # softplus + log-normal prior by default: the prior's learnable mu settles on the (uniform)
     # background, whose KL then vanishes; with relu + log-uniform prior the quick run does not
     # localise (KL in box 0.5x the box share at beta 3 in our runs).
-    g.add_argument("--activation", choices=("relu", "softplus"), default="softplus",
-                   help="softplus: log-normal prior (default); relu: log-uniform prior")
+    g.add_argument(
+        "--activation",
+        choices=("relu", "softplus"),
+        default="softplus",
+        help="softplus: log-normal prior (default); relu: log-uniform prior",
+    )
     g.add_argument("--max-alpha", type=float, default=0.7, help="cap of the noise scale alpha")
     g.add_argument("--canvas", type=int, default=96, help="canvas side in pixels")
     g.add_argument("--distractors", type=int, default=8, help="clutter crops per image")
@@ -52,8 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="Adam learning rate (quick: 1e-2, full: 1e-3)")
     g.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a busy small CPU)")
     g.add_argument("--show", type=int, default=4, help="test images in the heat-map figure")
-    g.add_argument("--heatmap-layer", type=int, default=1,
-                   help="which Information Dropout layer (1 = first, 48x48 on a 96 canvas) the figure shows")
+    g.add_argument(
+        "--heatmap-layer",
+        type=int,
+        default=1,
+        help="which Information Dropout layer (1 = first, 48x48 on a 96 canvas) the figure shows",
+    )
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,14 +89,24 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         return base[name] if value is None else value
 
     return {
-        "backend": backend_of(args, "cluttered"), "device": getattr(args, "device", None),
-        "betas": [float(b) for b in pick("betas")], "filter_percentage": float(pick("filter_percentage")),
+        "backend": backend_of(args, "cluttered"),
+        "device": getattr(args, "device", None),
+        "betas": [float(b) for b in pick("betas")],
+        "filter_percentage": float(pick("filter_percentage")),
         "convs_per_block": int(pick("convs_per_block")),
-        "activation": args.activation, "max_alpha": args.max_alpha, "canvas": args.canvas,
-        "distractors": args.distractors, "n_train": int(pick("n_train")), "n_test": int(pick("n_test")),
-        "batch_size": int(pick("batch_size")), "lr": float(pick("lr")), "show": args.show,
-        "heatmap_layer": args.heatmap_layer, "threads": args.threads,
-        "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]), "seeds": seeds_of(args),
+        "activation": args.activation,
+        "max_alpha": args.max_alpha,
+        "canvas": args.canvas,
+        "distractors": args.distractors,
+        "n_train": int(pick("n_train")),
+        "n_test": int(pick("n_test")),
+        "batch_size": int(pick("batch_size")),
+        "lr": float(pick("lr")),
+        "show": args.show,
+        "heatmap_layer": args.heatmap_layer,
+        "threads": args.threads,
+        "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]),
+        "seeds": seeds_of(args),
         "optimizer": "adam",
     }
 
@@ -83,8 +117,14 @@ def make_data(cfg: dict[str, Any], data_dir: Any = None, splits: Any = None) -> 
     kw = {"canvas": cfg["canvas"], "n_distractors": cfg["distractors"]}
     train = cluttered_mnist(splits[0], splits[1], cfg["n_train"], seed=0, **kw)
     test = cluttered_mnist(splits[2], splits[3], cfg["n_test"], seed=1, **kw)
-    data = {"x_train": train.images, "y_train": train.labels, "boxes_train": train.boxes,
-            "x_test": test.images, "y_test": test.labels, "boxes_test": test.boxes}
+    data = {
+        "x_train": train.images,
+        "y_train": train.labels,
+        "boxes_train": train.boxes,
+        "x_test": test.images,
+        "y_test": test.labels,
+        "boxes_test": test.boxes,
+    }
     return data, f"Cluttered MNIST {cfg['canvas']}x{cfg['canvas']} from {splits[4]}"
 
 
@@ -97,8 +137,10 @@ def plot_heatmaps(results: ResultDir, cfg: dict[str, Any], data: dict[str, np.nd
     from matplotlib.patches import Rectangle
 
     seed, layer = cfg["seeds"][0], f"layer{cfg['heatmap_layer']}"
-    maps = {b: np.load(results.root / "kl_maps" / f"beta{b:g}_w{cfg['filter_percentage']:g}_s{seed}.npz")[layer]
-            for b in cfg["betas"]}
+    maps = {
+        b: np.load(results.root / "kl_maps" / f"beta{b:g}_w{cfg['filter_percentage']:g}_s{seed}.npz")[layer]
+        for b in cfg["betas"]
+    }
     rows, cols = min(cfg["show"], len(data["x_test"])), 1 + len(cfg["betas"])
     fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows), squeeze=False)
     for r in range(rows):
@@ -127,15 +169,22 @@ def plot_heatmaps(results: ResultDir, cfg: dict[str, Any], data: dict[str, np.nd
 def write_results(results: ResultDir, cfg: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """``results.json`` (every run and layer) and ``table.md`` (KL share in box vs box share)."""
     layers = sorted({int(k[5:].split("_")[0]) for r in rows for k in r if k.startswith("layer")})
-    lines = ["| beta | seed | test error (%) | " + " | ".join(
-        f"L{i} KL in box / box share (ratio)" for i in layers) + " |", "|" + "---|" * (3 + len(layers))]
+    lines = [
+        "| beta | seed | test error (%) | " + " | ".join(f"L{i} KL in box / box share (ratio)" for i in layers) + " |",
+        "|" + "---|" * (3 + len(layers)),
+    ]
     for r in sorted(rows, key=lambda r: (r["beta"], r["seed"])):
-        cells = [f"{100 * r[f'layer{i}_kl_share_in_box']:.1f}% / {100 * r[f'layer{i}_box_share']:.1f}% "
-                 f"({r[f'layer{i}_ratio']:.2f}x)" for i in layers]
+        cells = [
+            f"{100 * r[f'layer{i}_kl_share_in_box']:.1f}% / {100 * r[f'layer{i}_box_share']:.1f}% "
+            f"({r[f'layer{i}_ratio']:.2f}x)"
+            for i in layers
+        ]
         lines.append(f"| {r['beta']:g} | {r['seed']} | {100 * r['test_error']:.1f} | " + " | ".join(cells) + " |")
     sizes = ", ".join(f"L{i}: {rows[0][f'layer{i}_size']}x{rows[0][f'layer{i}_size']}" for i in layers)
-    note = (f"\nKL share: KL mass (summed over channels) inside the digit's box / total, averaged over "
-            f"{cfg['n_test']} test images; box share: the box's share of the layer's grid ({sizes}).\n")
+    note = (
+        f"\nKL share: KL mass (summed over channels) inside the digit's box / total, averaged over "
+        f"{cfg['n_test']} test images; box share: the box's share of the layer's grid ({sizes}).\n"
+    )
     atomic_write_text(results.table, "\n".join(lines) + "\n" + note)
     summary = {"config": cfg, "runs": rows}
     atomic_write_json(results.results_json, summary)

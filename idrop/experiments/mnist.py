@@ -75,40 +75,68 @@ class MnistConfig:
 
 
 QUICK: dict[str, Any] = {
-    "widths": (32, 128), "methods": ("none", "binary", "information"), "seeds": 3, "epochs": 30, "limit_train": 5000,
+    "widths": (32, 128),
+    "methods": ("none", "binary", "information"),
+    "seeds": 3,
+    "epochs": 30,
+    "limit_train": 5000,
 }
 PAPER: dict[str, Any] = {
-    "widths": (256, 512, 1024, 2048, 3072), "methods": METHODS, "seeds": 5, "epochs": 100, "limit_train": None,
+    "widths": (256, 512, 1024, 2048, 3072),
+    "methods": METHODS,
+    "seeds": 5,
+    "epochs": 100,
+    "limit_train": None,
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The MNIST-only options (the common ones come from :mod:`idrop.cli`)."""
     g = parser.add_argument_group("mnist options")
-    g.add_argument("--limit-train", type=int, metavar="N", default=None,
-                   help="train on the first N training images only (default: 5000 with --quick, else all)")
+    g.add_argument(
+        "--limit-train",
+        type=int,
+        metavar="N",
+        default=None,
+        help="train on the first N training images only (default: 5000 with --quick, else all)",
+    )
     g.add_argument("--batch-size", type=int, metavar="N", default=None, help="minibatch size (default: 100)")
     g.add_argument("--lr", type=float, metavar="LR", default=None, help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--devices", type=int, metavar="N", default=None,
-                   help="data-parallel over N devices of --device's kind (JAX: a sharding Mesh; TensorFlow: "
-                        "MirroredStrategy); --batch-size stays the GLOBAL batch. PyTorch takes N from torchrun "
-                        "(see docs/distributed.md). Default: 1")
+    g.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        default=None,
+        help="data-parallel over N devices of --device's kind (JAX: a sharding Mesh; TensorFlow: "
+        "MirroredStrategy); --batch-size stays the GLOBAL batch. PyTorch takes N from torchrun "
+        "(see docs/distributed.md). Default: 1",
+    )
 
 
 def config_from_args(args: argparse.Namespace, n_available: int, source: str) -> MnistConfig:
     """Resolve the settings: explicit options over ``--quick``/paper defaults over the dataclass's."""
     base = dict(QUICK if args.quick else PAPER)
     overrides = {
-        "widths": args.widths, "methods": args.methods, "seeds": args.seeds, "epochs": args.epochs,
-        "beta": args.beta, "max_alpha": args.max_alpha, "limit_train": getattr(args, "limit_train", None),
-        "batch_size": getattr(args, "batch_size", None), "learning_rate": getattr(args, "lr", None),
+        "widths": args.widths,
+        "methods": args.methods,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "beta": args.beta,
+        "max_alpha": args.max_alpha,
+        "limit_train": getattr(args, "limit_train", None),
+        "batch_size": getattr(args, "batch_size", None),
+        "learning_rate": getattr(args, "lr", None),
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     limit = base.get("limit_train")
     n_train = n_available if limit is None else min(int(limit), n_available)
     return MnistConfig(
-        backend=args.backend, widths=tuple(int(w) for w in base.pop("widths")),
-        methods=tuple(base.pop("methods")), n_train=n_train, data_source=source, **base,
+        backend=args.backend,
+        widths=tuple(int(w) for w in base.pop("widths")),
+        methods=tuple(base.pop("methods")),
+        n_train=n_train,
+        data_source=source,
+        **base,
     )
 
 
@@ -120,8 +148,13 @@ def load_data(data_dir: str | None, limit_train: int | None) -> tuple[Any, str]:
     x, y = splits.x_train, splits.y_train
     if limit_train is not None and limit_train < len(x):
         x, y = x[:limit_train], y[:limit_train]
-    data = Splits(np.ascontiguousarray(x, np.float32), y.astype(np.int64),
-                  np.ascontiguousarray(splits.x_test, np.float32), splits.y_test.astype(np.int64), splits.source)
+    data = Splits(
+        np.ascontiguousarray(x, np.float32),
+        y.astype(np.int64),
+        np.ascontiguousarray(splits.x_test, np.float32),
+        splits.y_test.astype(np.int64),
+        splits.source,
+    )
     return data, splits.source
 
 
@@ -168,8 +201,9 @@ class _SingleProcess:
         pass
 
 
-def follow_grid(results: ResultDir, registry: RunRegistry, keys: list[RunKey], make_run: Callable[[RunKey], Run],
-                epochs: int) -> None:
+def follow_grid(
+    results: ResultDir, registry: RunRegistry, keys: list[RunKey], make_run: Callable[[RunKey], Run], epochs: int
+) -> None:
     """What a non-main torchrun rank does instead of :func:`run_grid`: the same runs, no writes.
 
     ``registry`` is read before rank 0 can change it, so every rank resumes the same runs
@@ -211,15 +245,19 @@ def run(args: argparse.Namespace) -> int:
         replica.close()
 
 
-def _run(args: argparse.Namespace, module: Any, replica: Any, data: Any, config: MnistConfig, source: str,
-         devices: int) -> int:
+def _run(
+    args: argparse.Namespace, module: Any, replica: Any, data: Any, config: MnistConfig, source: str, devices: int
+) -> int:
     results = ResultDir.create(args.out, EXPERIMENT, args.backend)
     registry = RunRegistry(results.state)  # read before rank 0 writes anything (see follow_grid)
     status = 0
     if replica.is_main:
         if not args.resume and (registry.finished or registry.in_progress):
-            print(f"idrop: error: {results.root} already holds runs; pass --resume to continue them, "
-                  "or choose another --out.", file=sys.stderr)
+            print(
+                f"idrop: error: {results.root} already holds runs; pass --resume to continue them, "
+                "or choose another --out.",
+                file=sys.stderr,
+            )
             status = 2
         else:
             try:
@@ -239,8 +277,10 @@ def _run(args: argparse.Namespace, module: Any, replica: Any, data: Any, config:
     progress = not args.no_progress
     if progress:
         name = module.device_name(args.device) + (f" x {devices}" if devices > 1 else "")
-        print(f"mnist on {args.backend} ({name}): {len(config.keys())} runs, "
-              f"n_train={config.n_train}, {source}", flush=True)
+        print(
+            f"mnist on {args.backend} ({name}): {len(config.keys())} runs, n_train={config.n_train}, {source}",
+            flush=True,
+        )
     run_grid(results, config.keys(), make_run, epochs=config.epochs, progress=progress)
     summary = write_summary(results)
     if results.checkpoints.is_dir() and not any(results.checkpoints.iterdir()):

@@ -40,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("vae")
     g.add_argument("--k", type=float, nargs="+", dest="ks", help="size multipliers: hidden 512k, latent 256k")
     g.add_argument("--scale", type=float, help="divide hidden and latent sizes by this (quick: 8)")
-    g.add_argument("--latents", nargs="+", choices=("gaussian", "information"),
-                   default=["gaussian", "information"])
+    g.add_argument("--latents", nargs="+", choices=("gaussian", "information"), default=["gaussian", "information"])
     g.add_argument("--max-alpha", type=float, default=1.0, help="cap of the Information Dropout latent's alpha")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     g.add_argument("--batch-size", type=int, default=100)
@@ -57,18 +56,28 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         return base[name] if value is None else value
 
     return {
-        "backend": backend_of(args, "vae"), "device": getattr(args, "device", None),
-        "ks": [float(k) for k in pick("ks")], "scale": float(pick("scale")), "latents": list(args.latents),
-        "max_alpha": args.max_alpha, "lr": args.lr, "batch_size": args.batch_size,
-        "eval_samples": args.eval_samples, "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]),
-        "seeds": seeds_of(args), "optimizer": "adam", "binarize": "stochastic, seed 0",
+        "backend": backend_of(args, "vae"),
+        "device": getattr(args, "device", None),
+        "ks": [float(k) for k in pick("ks")],
+        "scale": float(pick("scale")),
+        "latents": list(args.latents),
+        "max_alpha": args.max_alpha,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "eval_samples": args.eval_samples,
+        "epochs": epochs_of(args, QUICK["epochs"], FULL["epochs"]),
+        "seeds": seeds_of(args),
+        "optimizer": "adam",
+        "binarize": "stochastic, seed 0",
     }
 
 
 def make_data(splits: Any) -> dict[str, np.ndarray]:
     """Binarised train and test images, ``[n, 784]`` float32 of 0s and 1s."""
-    return {"x_train": binarize(np.asarray(splits[0]).reshape(len(splits[0]), -1), mode="stochastic", seed=0),
-            "x_test": binarize(np.asarray(splits[2]).reshape(len(splits[2]), -1), mode="stochastic", seed=1)}
+    return {
+        "x_train": binarize(np.asarray(splits[0]).reshape(len(splits[0]), -1), mode="stochastic", seed=0),
+        "x_test": binarize(np.asarray(splits[2]).reshape(len(splits[2]), -1), mode="stochastic", seed=1),
+    }
 
 
 def write_results(results: ResultDir, cfg: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -76,16 +85,26 @@ def write_results(results: ResultDir, cfg: dict[str, Any], rows: list[dict[str, 
     groups: dict[tuple[str, float], list[float]] = {}
     for r in rows:
         groups.setdefault((r["method"], float(r["width"])), []).append(float(r["test_elbo"]))
-    summary = [{"latent": lat, "k": k, "hidden": round(512 * k / cfg["scale"]),
-                "latent_units": round(256 * k / cfg["scale"]), "n": len(v), "test_elbo": sum(v) / len(v)}
-               for (lat, k), v in sorted(groups.items())]
+    summary = [
+        {
+            "latent": lat,
+            "k": k,
+            "hidden": round(512 * k / cfg["scale"]),
+            "latent_units": round(256 * k / cfg["scale"]),
+            "n": len(v),
+            "test_elbo": sum(v) / len(v),
+        }
+        for (lat, k), v in sorted(groups.items())
+    ]
     atomic_write_json(results.results_json, {"config": cfg, "summary": summary, "runs": rows})
     lines = ["| latent | k | hidden / latent units | seeds | test ELBO (nats) |", "|---|---|---|---|---|"]
     for s in summary:
         elbo = f"{s['test_elbo']:.2f}" if math.isfinite(s["test_elbo"]) else "nan"
         lines.append(f"| {s['latent']} | {s['k']:g} | {s['hidden']} / {s['latent_units']} | {s['n']} | {elbo} |")
-    atomic_write_text(results.table, "\n".join(lines) + "\n\nTest ELBO: one-sample estimate, mean over the test set; "
-                      "higher is better.\n")
+    atomic_write_text(
+        results.table,
+        "\n".join(lines) + "\n\nTest ELBO: one-sample estimate, mean over the test set; higher is better.\n",
+    )
 
 
 def run(args: argparse.Namespace, splits: Any = None) -> int:

@@ -35,8 +35,11 @@ X = jnp.linspace(-1.0, 1.0, 20, dtype=jnp.float32).reshape(4, 5)
 def test_shapes_linear_and_conv():
     z = (layer := _layer())(X)
     assert z.shape == (4, 3) and layer.kl[...].shape == (4,) and z.dtype == jnp.float32
-    conv = J.InfoDropout(nnx.Conv(3, 6, (3, 3), strides=2, padding=((1, 1), (1, 1)), rngs=nnx.Rngs(0)),
-                         activation="softplus", rngs=nnx.Rngs(1))
+    conv = J.InfoDropout(
+        nnx.Conv(3, 6, (3, 3), strides=2, padding=((1, 1), (1, 1)), rngs=nnx.Rngs(0)),
+        activation="softplus",
+        rngs=nnx.Rngs(1),
+    )
     z = conv(jnp.ones((2, 8, 8, 3)))
     assert z.shape == (2, 4, 4, 6) and conv.kl[...].shape == (2,)
     assert isinstance(conv.alpha_layer, nnx.Conv) and conv.alpha_layer.kernel[...].shape == (3, 3, 3, 6)
@@ -82,8 +85,11 @@ def test_call_time_rngs_and_noise():
 
 def test_baseline_modules():
     f = jax.nn.relu(_linear()(X))
-    for cls, kw in ((J.BinaryDropout, {"rate": 0.5}), (J.GaussianDropout, {"rate": 0.3}),
-                    (J.LogNormalDropout, {"alpha": 0.5})):
+    for cls, kw in (
+        (J.BinaryDropout, {"rate": 0.5}),
+        (J.GaussianDropout, {"rate": 0.3}),
+        (J.LogNormalDropout, {"alpha": 0.5}),
+    ):
         m = cls(_linear(), rngs=nnx.Rngs(dropout=0), **kw)
         z1, z2 = m(X), m(X)
         assert z1.shape == (4, 3) and not np.array_equal(z1, z2)
@@ -123,11 +129,12 @@ def test_threefry_normals_are_jax_random_normal_bit_for_bit():
         key = jax.random.key(seed)
         expected = np.asarray(jax.random.normal(key, shape, jnp.float32))
         np.testing.assert_array_equal(K.draw_normal(key, shape, jnp.float32), expected)
-        np.testing.assert_array_equal(jax.jit(K.draw_normal, static_argnums=(1, 2))(key, shape, jnp.float32),
-                                      expected)
+        np.testing.assert_array_equal(jax.jit(K.draw_normal, static_argnums=(1, 2))(key, shape, jnp.float32), expected)
     keys = jax.random.split(jax.random.key(4), 3)
-    np.testing.assert_array_equal(jax.vmap(lambda k: K.draw_normal(k, (4, 6), jnp.float32))(keys),
-                                  jax.vmap(lambda k: jax.random.normal(k, (4, 6), jnp.float32))(keys))
+    np.testing.assert_array_equal(
+        jax.vmap(lambda k: K.draw_normal(k, (4, 6), jnp.float32))(keys),
+        jax.vmap(lambda k: jax.random.normal(k, (4, 6), jnp.float32))(keys),
+    )
 
 
 @pytest.mark.parametrize("activation", ["relu", "softplus"])
@@ -145,14 +152,24 @@ def test_kernel_matches_autodiff_of_the_core(activation, prior, mean_one):
     key = jax.random.key(5)
 
     def ours(h, a, mu, sigma, draw):
-        z, kl = J._chain(spec, activation, key, h, a, mu=mu, sigma=sigma, deterministic=False,
-                         noise=None if draw else jax.random.normal(key, h.shape, h.dtype))
+        z, kl = J._chain(
+            spec,
+            activation,
+            key,
+            h,
+            a,
+            mu=mu,
+            sigma=sigma,
+            deterministic=False,
+            noise=None if draw else jax.random.normal(key, h.shape, h.dtype),
+        )
         return jnp.sum(z * zc) + jnp.sum(kl * 0.7)
 
     def core(h, a, mu, sigma, draw):
         prior_params = {"mu": mu, "sigma": sigma} if prior == "log-normal" else {}
-        z, kl = F.info_dropout(act(activation, h, xp=jnp), a, jax.random.normal(key, h.shape, h.dtype), spec=spec,
-                               **prior_params, xp=jnp)
+        z, kl = F.info_dropout(
+            act(activation, h, xp=jnp), a, jax.random.normal(key, h.shape, h.dtype), spec=spec, **prior_params, xp=jnp
+        )
         return jnp.sum(z * zc) + jnp.sum(kl * 0.7)
 
     args = (h, a, jnp.float64(0.2), jnp.float64(1.3))
@@ -318,10 +335,18 @@ def _error(fn):
     raise AssertionError("no error raised")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"max_alpha": 0.0}, {"max_alpha": "big"}, {"alpha_min": -1e-3}, {"activation": "tanh"},
-    {"prior": "gaussian"}, {"zero_units": "drop"}, {"mean_one": 1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_alpha": 0.0},
+        {"max_alpha": "big"},
+        {"alpha_min": -1e-3},
+        {"activation": "tanh"},
+        {"prior": "gaussian"},
+        {"zero_units": "drop"},
+        {"mean_one": 1},
+    ],
+)
 def test_construct_errors_match_torch(kwargs):
     torch_backend = pytest.importorskip("idrop.backends.torch")
     import torch
@@ -336,19 +361,33 @@ def test_call_errors_match_torch():
     import torch
 
     pairs = [
-        (lambda: _layer()(jnp.ones((2, 5), jnp.int32)),
-         lambda: torch_backend.InfoDropout(torch.nn.Linear(5, 3))(torch.ones(2, 5, dtype=torch.int32))),
-        (lambda: J.InfoDropout(_linear(), alpha_layer=_linear(5, 4), rngs=nnx.Rngs(0))(X),
-         lambda: torch_backend.InfoDropout(torch.nn.Linear(5, 3), alpha_layer=torch.nn.Linear(5, 4))(torch.ones(4, 5))),
-        (lambda: J.kl_loss(_layer(), n_train=0),
-         lambda: torch_backend.kl_loss(torch_backend.InfoDropout(torch.nn.Linear(5, 3)), n_train=0)),
-        (lambda: J.ib_loss(jnp.zeros(()), _layer(), beta=-1.0, n_train=10),
-         lambda: torch_backend.ib_loss(torch.zeros(()), torch_backend.InfoDropout(torch.nn.Linear(5, 3)), -1.0, 10)),
+        (
+            lambda: _layer()(jnp.ones((2, 5), jnp.int32)),
+            lambda: torch_backend.InfoDropout(torch.nn.Linear(5, 3))(torch.ones(2, 5, dtype=torch.int32)),
+        ),
+        (
+            lambda: J.InfoDropout(_linear(), alpha_layer=_linear(5, 4), rngs=nnx.Rngs(0))(X),
+            lambda: torch_backend.InfoDropout(torch.nn.Linear(5, 3), alpha_layer=torch.nn.Linear(5, 4))(
+                torch.ones(4, 5)
+            ),
+        ),
+        (
+            lambda: J.kl_loss(_layer(), n_train=0),
+            lambda: torch_backend.kl_loss(torch_backend.InfoDropout(torch.nn.Linear(5, 3)), n_train=0),
+        ),
+        (
+            lambda: J.ib_loss(jnp.zeros(()), _layer(), beta=-1.0, n_train=10),
+            lambda: torch_backend.ib_loss(torch.zeros(()), torch_backend.InfoDropout(torch.nn.Linear(5, 3)), -1.0, 10),
+        ),
         (lambda: J.binary_dropout(None, X, rate=1.0), lambda: torch_backend.binary_dropout(torch.ones(2), rate=1.0)),
-        (lambda: J.lognormal_dropout(None, X, alpha=-1.0),
-         lambda: torch_backend.lognormal_dropout(torch.ones(2), alpha=-1.0)),
-        (lambda: J.info_dropout(None, X, X[:, :2]),
-         lambda: torch_backend.info_dropout(torch.ones(4, 5), torch.ones(4, 2))),
+        (
+            lambda: J.lognormal_dropout(None, X, alpha=-1.0),
+            lambda: torch_backend.lognormal_dropout(torch.ones(2), alpha=-1.0),
+        ),
+        (
+            lambda: J.info_dropout(None, X, X[:, :2]),
+            lambda: torch_backend.info_dropout(torch.ones(4, 5), torch.ones(4, 2)),
+        ),
     ]
     for fn_jax, fn_torch in pairs:
         e_jax, e_torch = _error(fn_jax), _error(fn_torch)

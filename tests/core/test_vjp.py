@@ -18,8 +18,14 @@ def _loss(spec, f, a, eps, cz, ckl, mu, sigma, training):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize(
     "options",
-    [{}, {"zero_units": "mask"}, {"mean_one": True}, {"activation": "softplus"},
-     {"activation": "softplus", "mean_one": True}, {"max_alpha": 1.0, "alpha_min": 0.0}],
+    [
+        {},
+        {"zero_units": "mask"},
+        {"mean_one": True},
+        {"activation": "softplus"},
+        {"activation": "softplus", "mean_one": True},
+        {"max_alpha": 1.0, "alpha_min": 0.0},
+    ],
 )
 def test_vjp_matches_central_differences(options, training):
     spec = InfoDropoutSpec(**options)

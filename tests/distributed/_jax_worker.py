@@ -62,15 +62,20 @@ def main(out: Path, data_dir: Path) -> None:
     for name, noise in (("injected", eps), ("sampled", None)):
         l1, k1, z1, p1, _ = step(one, x, y, noise)
         l2, k2, z2, p2, sharding = step(two, x, y, noise)
-        checks[name] = {"loss": [l1, l2], "kl": [k1, k2], "z_diff": float(np.abs(z1 - z2).max()),
-                        "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(p1, p2)),
-                        "shards": len(sharding.device_set)}
+        checks[name] = {
+            "loss": [l1, l2],
+            "kl": [k1, k2],
+            "z_diff": float(np.abs(z1 - z2).max()),
+            "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(p1, p2)),
+            "shards": len(sharding.device_set),
+        }
     # The same example on both devices: the sampled noise must differ between the halves.
     _, _, z, _, _ = step(two, np.repeat(x[:1], B, 0), np.repeat(y[:1], B), None)
     checks["noise_differs"] = bool(np.abs(z[: B // 2] - z[B // 2 :]).max() > 1e-3)
     keys = djax.replica_keys(jax.random.key(0), 2)
     checks["replica_keys_differ"] = bool(
-        not np.array_equal(jax.random.normal(keys[0], (4,)), jax.random.normal(keys[1], (4,))))
+        not np.array_equal(jax.random.normal(keys[0], (4,)), jax.random.normal(keys[1], (4,)))
+    )
     (out / "checks.json").write_text(json.dumps(checks))
     for n in ("1", "2"):
         status = cli.main(mnist_args("jax", data_dir, out / f"d{n}", "--devices", n))

@@ -20,9 +20,30 @@ def write_tiny_mnist(folder: Path) -> Path:
 
 def mnist_args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny 1-epoch MNIST command line of these tests."""
-    return ["reproduce", "mnist", "--backend", backend, "--device", "cpu", "--data-dir", str(data_dir),
-            "--out", str(out), "--widths", "8", "--seeds", "1", "--epochs", "1", "--limit-train", "200",
-            "--methods", "information", "--no-progress", *extra]
+    return [
+        "reproduce",
+        "mnist",
+        "--backend",
+        backend,
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--widths",
+        "8",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "200",
+        "--methods",
+        "information",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def table_shape(text: str) -> list[str]:

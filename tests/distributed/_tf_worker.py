@@ -61,8 +61,12 @@ def main(out: Path, data_dir: Path) -> None:
     two = dtf.strategy(2, "cpu")
     l1, k1, p1 = fit_once(dtf.strategy(1), x, y, eps)
     l2, k2, p2 = fit_once(two, x, y, eps)
-    checks = {"replicas": two.num_replicas_in_sync, "loss": [l1, l2], "kl": [k1, k2],
-              "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(p1, p2))}
+    checks = {
+        "replicas": two.num_replicas_in_sync,
+        "loss": [l1, l2],
+        "kl": [k1, k2],
+        "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(p1, p2)),
+    }
 
     # The same input on both replicas: the layer folds the replica id into its seed.
     with two.scope():

@@ -74,11 +74,19 @@ def main(out: Path, data_dir: Path) -> None:
     dist.all_gather(probes, probe)
 
     if ctx.is_main:
-        (out / "checks.json").write_text(json.dumps({
-            "world": ctx.world_size, "loss": float(stats[0]), "ref_loss": float(ref_loss),
-            "kl": float(stats[1]), "ref_kl": float(ref_kl), "param_diff": param_diff,
-            "noise_differs": not torch.equal(probes[0], probes[1]),
-        }))
+        (out / "checks.json").write_text(
+            json.dumps(
+                {
+                    "world": ctx.world_size,
+                    "loss": float(stats[0]),
+                    "ref_loss": float(ref_loss),
+                    "kl": float(stats[1]),
+                    "ref_kl": float(ref_kl),
+                    "param_diff": param_diff,
+                    "noise_differs": not torch.equal(probes[0], probes[1]),
+                }
+            )
+        )
     dist.barrier()
     status = cli.main(mnist_args("torch", data_dir, out / "ddp"))
     if status:

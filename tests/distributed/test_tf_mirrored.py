@@ -30,8 +30,13 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tf")
     data = write_tiny_mnist(tmp_path_factory.mktemp("mnist"))
     env = {**os.environ, "IDROP_TF_JIT": "0", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(HERE / "_tf_worker.py"), str(out), str(data)],
-                          capture_output=True, text=True, env=env, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_tf_worker.py"), str(out), str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "checks.json").read_text())
 

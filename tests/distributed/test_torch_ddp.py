@@ -34,9 +34,20 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     with socket.socket() as s:  # a free port for the rendezvous (port 0 makes torchrun wait forever)
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", port,
-           str(HERE / "_torch_worker.py"), str(out), str(data)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        port,
+        str(HERE / "_torch_worker.py"),
+        str(out),
+        str(data),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, data, json.loads((out / "checks.json").read_text())

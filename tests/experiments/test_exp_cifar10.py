@@ -25,9 +25,25 @@ def test_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
     from idrop.experiments import cifar10
 
     write_tiny_cifar(tmp_path / "data")
-    args = parse(cifar10, ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "1",
-                           "--no-progress", "--filter-percentage", "0.05", "--batch-size", "16",
-                           "--methods", "information", "binary"])
+    args = parse(
+        cifar10,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--filter-percentage",
+            "0.05",
+            "--batch-size",
+            "16",
+            "--methods",
+            "information",
+            "binary",
+        ],
+    )
     assert cifar10.run(args) == 0
     root = tmp_path / "out" / "cifar10" / "torch"
     assert (root / "table.md").exists()
@@ -36,8 +52,9 @@ def test_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
     assert all(math.isfinite(r["test_error"]) and 0 <= r["test_error"] <= 1 for r in runs)
 
 
-def test_missing_cifar_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_cifar_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("torch")
     from idrop.data import cifar10 as data
     from idrop.experiments import cifar10

@@ -53,9 +53,33 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     digits = (rng.random((40, 784)) > 0.7).astype(np.float32)
     labels = rng.integers(0, 10, 40)
     splits = (digits, labels, digits[:20], labels[:20], "synthetic digits")
-    args = parse(cluttered, ["--out", str(tmp_path), "--epochs", "1", "--no-progress", "--betas", "0.1", "1",
-                             "--filter-percentage", "0.0625", "--convs-per-block", "1", "--canvas", "48",
-                             "--n-train", "32", "--n-test", "8", "--show", "2", "--batch-size", "16"])
+    args = parse(
+        cluttered,
+        [
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--betas",
+            "0.1",
+            "1",
+            "--filter-percentage",
+            "0.0625",
+            "--convs-per-block",
+            "1",
+            "--canvas",
+            "48",
+            "--n-train",
+            "32",
+            "--n-test",
+            "8",
+            "--show",
+            "2",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert cluttered.run(args, splits=splits) == 0
     root = tmp_path / "cluttered" / "torch"
     assert (root / "heatmaps.png").stat().st_size > 0 and (root / "table.md").exists()

@@ -38,9 +38,28 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
-    return ["reproduce", "mnist", "--backend", backend, "--device", "cpu", "--data-dir", str(data_dir),
-            "--out", str(out), "--widths", "8", "--seeds", "1", "--epochs", "2", "--limit-train", "200",
-            "--no-progress", *extra]
+    return [
+        "reproduce",
+        "mnist",
+        "--backend",
+        backend,
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--widths",
+        "8",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "200",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_help_lists_experiments_and_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,15 +72,31 @@ def test_help_lists_experiments_and_options(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "mnist", "--help"])
     text = capsys.readouterr().out
-    for option in ("--backend", "--device", "--quick", "--data-dir", "--out", "--resume", "--seeds", "--epochs",
-                   "--widths", "--methods", "--beta", "--max-alpha", "--no-progress", "--limit-train"):
+    for option in (
+        "--backend",
+        "--device",
+        "--quick",
+        "--data-dir",
+        "--out",
+        "--resume",
+        "--seeds",
+        "--epochs",
+        "--widths",
+        "--methods",
+        "--beta",
+        "--max-alpha",
+        "--no-progress",
+        "--limit-train",
+    ):
         assert option in text
     assert "--stop-after-epochs" not in text  # test-only flag stays hidden
 
 
 def test_script_and_module_entry_points_import_no_framework() -> None:
-    code = ("import sys, idrop.cli, idrop.experiments.mnist; "
-            "print([m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules])")
+    code = (
+        "import sys, idrop.cli, idrop.experiments.mnist; "
+        "print([m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     help_text = subprocess.run([sys.executable, "-m", "idrop", "--help"], capture_output=True, text=True, check=True)
@@ -81,8 +116,9 @@ def test_bad_list_option_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tiny_run_and_resume_match(backend: str, data_dir: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_run_and_resume_match(
+    backend: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if importlib.util.find_spec(_MODULE[backend]) is None:
         pytest.skip(f"{backend} is not installed")
     monkeypatch.setenv("IDROP_TF_JIT", "0")  # XLA compile time would dominate a 2-epoch test

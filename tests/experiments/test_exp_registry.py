@@ -63,6 +63,4 @@ def test_state_file_is_strict_json(tmp_path: Path) -> None:
     reg = RunRegistry(tmp_path / "state.json")
     reg.finish(RunKey("m", 1, 0), {"test_error": float("nan")})
     text = (tmp_path / "state.json").read_text()
-    assert "NaN" not in text and json.loads(text)["finished"]["m_w1_s0"]["result"] == {
-        "test_error": None
-    }
+    assert "NaN" not in text and json.loads(text)["finished"]["m_w1_s0"]["result"] == {"test_error": None}

@@ -49,9 +49,7 @@ class FakeRun:
 
 def _grid(root: Path, log: list, kill_at=None, **kwargs) -> list[dict]:
     results = ResultDir.create(root, "exp", "fake")
-    return run_grid(
-        results, KEYS, lambda k: FakeRun(k, log, kill_at), epochs=EPOCHS, progress=False, **kwargs
-    )
+    return run_grid(results, KEYS, lambda k: FakeRun(k, log, kill_at), epochs=EPOCHS, progress=False, **kwargs)
 
 
 def test_fake_run_follows_protocol() -> None:
@@ -135,9 +133,7 @@ def test_folder_checkpoints(tmp_path: Path) -> None:
             super().load_state(path / "w.json")
 
     results = ResultDir.create(tmp_path, "exp", "fake")
-    run_grid(
-        results, KEYS[:1], lambda k: DirRun(k, []), epochs=2, progress=False, keep_checkpoints=True
-    )
+    run_grid(results, KEYS[:1], lambda k: DirRun(k, []), epochs=2, progress=False, keep_checkpoints=True)
     assert (results.checkpoints / KEYS[0].name / "epoch_0002" / "w.json").is_file()
 
 

@@ -67,9 +67,7 @@ def test_write_summary_files(tmp_path: Path) -> None:
     results = ResultDir.create(tmp_path, "mnist_fc", "numpy")
     reg = RunRegistry(results.state)
     for row in ROWS:
-        reg.finish(
-            RunKey(row["method"], row["width"], row["seed"]), {"test_error": row["test_error"]}
-        )
+        reg.finish(RunKey(row["method"], row["width"], row["seed"]), {"test_error": row["test_error"]})
     summary = write_summary(results)
     data = json.loads(results.results_json.read_text())
     assert data["summary"] == summary and len(data["runs"]) == len(ROWS)

@@ -28,8 +28,10 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     x = rng.random((64, 784)).astype(np.float32)
     y = rng.integers(0, 10, 64)
     splits = (x[:48], y[:48], x[48:], y[48:], "synthetic")
-    args = parse(vae, ["--out", str(tmp_path), "--epochs", "1", "--no-progress", "--k", "1", "--scale", "32",
-                       "--batch-size", "16"])
+    args = parse(
+        vae,
+        ["--out", str(tmp_path), "--epochs", "1", "--no-progress", "--k", "1", "--scale", "32", "--batch-size", "16"],
+    )
     assert vae.run(args, splits=splits) == 0
     root = tmp_path / "vae" / "torch"
     assert (root / "table.md").exists()
