@@ -43,16 +43,19 @@ def softplus(a: Array, *, xp: Namespace) -> Array:
 
 
 def relu(a: Array, *, xp: Namespace) -> Array:
-    """``max(a, 0)``.
+    """``max(a, 0)``, written as ``where(a > 0, a, 0)`` so its derivative at exactly 0 is 0.
 
-    A namespace may offer its own ``relu`` (an optional name of the protocol) with
-    these values and the same gradient (1/2 at 0, as ``maximum``'s tie); the JAX
-    shim's is one compiled call instead of a ``zeros_like`` and a ``maximum``.
+    That is the derivative of the frameworks' own ReLU operators (``torch.relu``,
+    ``tf.nn.relu``, ``jax.nn.relu``), which the contract adopts in every backend and mode
+    (DESIGN.md section 1, "Derivatives at kinks"); ``maximum(a, 0)`` would split the tie and
+    give 1/2. A namespace may offer its own ``relu`` (an optional name of the protocol) with
+    these values and this derivative. :func:`idrop.core.vjp.activation_vjp` is the same rule
+    for custom-gradient kernels.
     """
     native = getattr(xp, "relu", None)
     if native is not None:
         return native(a)
-    return xp.maximum(a, xp.zeros_like(a))
+    return xp.where(a > 0, a, xp.zeros_like(a))
 
 
 ACTIVATION_FUNCTIONS = {"relu": relu, "softplus": softplus}

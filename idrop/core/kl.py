@@ -88,7 +88,9 @@ def _kl_lognormal_lognormal(posterior: LogNormalPosterior, prior: LogNormalPrior
     keeps (``KL_div2``). In the mean-1 form ``m`` is ``log f - alpha^2 / 2``.
     """
     alpha, sigma, mu = posterior.alpha, prior.sigma, prior.mu
-    m = xp.log(xp.maximum(posterior.f, LOG_FLOOR * xp.ones_like(posterior.f)))
+    # where, not maximum: the floor passes no gradient to the clamped side, also at f == floor
+    # exactly (DESIGN.md section 1, "Derivatives at kinks"; idrop.core.vjp keeps the same rule).
+    m = xp.log(xp.where(posterior.f > LOG_FLOOR, posterior.f, LOG_FLOOR * xp.ones_like(posterior.f)))
     if posterior.mean_one:
         m = m - 0.5 * xp.square(alpha)
     ratio = xp.square(alpha / sigma) + xp.square(m - mu) / xp.square(sigma)

@@ -16,9 +16,31 @@ from ._xp import Array, Namespace
 from .spec import check_beta, check_n_train
 
 
-def per_sample_kl(kl_per_unit: Array, *, xp: Namespace) -> Array:
-    """Sum a per-unit KL over every axis but the first: shape ``[batch]``."""
+def per_sample_kl(kl_per_unit: Array, *, batched: bool = True, xp: Namespace) -> Array:
+    """Sum a per-unit KL over every axis but the batch axis: shape ``[batch]``.
+
+    ``batched=False`` is for an input without a batch axis (a torch ``Linear`` on a 1-D
+    input, say): the whole KL is one sample's, a 0-d array, which :func:`kl_term` counts
+    as a batch of one (docs/design-notes.md, "KL bookkeeping").
+    """
+    if not batched:
+        return xp.sum(kl_per_unit)
     return xp.sum(kl_per_unit, axis=tuple(range(1, kl_per_unit.ndim)))
+
+
+def batch_mean(kl: Array, *, xp: Namespace) -> Array:
+    """Mean of a per-sample KL over its batch; a 0-d KL is one sample; an empty batch gives 0.
+
+    ``mean`` of nothing is NaN, which would make the whole loss NaN for a batch that happens to
+    be empty (the last batch of a filtered stream, say); an empty batch carries no information,
+    so it contributes 0 (docs/design-notes.md, "KL bookkeeping").
+    """
+    if kl.ndim == 0:
+        return kl
+    n = kl.shape[0]
+    if n == 0:
+        return xp.sum(kl)  # 0, in kl's dtype, on kl's device, still differentiable
+    return xp.mean(kl)
 
 
 def kl_term(kl_per_sample: Sequence[Array], *, n_train: int, xp: Namespace) -> Array:
@@ -32,7 +54,7 @@ def kl_term(kl_per_sample: Sequence[Array], *, n_train: int, xp: Namespace) -> A
     n_train = check_n_train(n_train)
     total = 0.0
     for kl in kl_per_sample:
-        total = total + xp.mean(kl)
+        total = total + batch_mean(kl, xp=xp)
     return total / n_train
 
 

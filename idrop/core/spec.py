@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any
 
 ACTIVATIONS = ("relu", "softplus")
@@ -37,7 +38,8 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real admits NumPy scalars (np.float32(0.5), np.int64(3)) as well as Python numbers.
+    if isinstance(value, (bool, _numpy_bool())) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"Invalid type received for argument `{name}`. "
             f"Expected a Python float. Received: {name}={value!r} "
@@ -49,20 +51,67 @@ def _check_real(name: str, value: Any) -> float:
     return value
 
 
+#: Largest accepted ``max_alpha`` (and fixed ``alpha``): the paper's experiments use 0.5 and the
+#: official code 0.7 to 1.0; above 1 the log-normal noise's variance exp(alpha^2) - 1 exceeds 1.7
+#: and float32 training breaks down (docs/design-notes.md, "Bounds").
+MAX_ALPHA_LIMIT = 1.0
+
+
+def _numpy_bool() -> type:
+    """``numpy.bool_`` when NumPy is imported (it always is with a framework), else ``bool``."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    return np.bool_ if np is not None else bool
+
+
 def check_max_alpha(max_alpha: Any) -> float:
-    """Return ``max_alpha`` as a float, or raise if it is not > 0."""
+    """Return ``max_alpha`` as a float, or raise if it is not in ``(0, 1]``."""
     value = _check_real("max_alpha", max_alpha)
-    if value <= 0:
-        raise invalid("max_alpha", "a float > 0 (the paper uses 0.5 to 1.0)", max_alpha)
+    if not 0 < value <= MAX_ALPHA_LIMIT:
+        raise invalid("max_alpha", "a float in (0, 1] (the paper uses 0.5 to 1.0)", max_alpha)
     return value
 
 
 def check_alpha_min(alpha_min: Any) -> float:
-    """Return ``alpha_min`` as a float, or raise if it is negative."""
+    """Return ``alpha_min`` as a float, or raise if it is not in ``(0, 1]``.
+
+    0 is refused: the log-uniform KL is ``log(1/alpha)``, infinite where ``sigmoid(a)`` rounds to 0.
+    """
     value = _check_real("alpha_min", alpha_min)
-    if value < 0:
-        raise invalid("alpha_min", "a float >= 0 (default 1e-3)", alpha_min)
+    if not 0 < value <= MAX_ALPHA_LIMIT:
+        raise invalid("alpha_min", "a float in (0, 1] (default 1e-3; 0 makes the KL infinite)", alpha_min)
     return value
+
+
+def check_alpha(name: str, value: Any) -> float:
+    """Return a fixed noise scale (``LogNormalDropout``'s ``alpha``) in ``[0, 1]``, or raise."""
+    v = _check_real(name, value)
+    if not 0 <= v <= MAX_ALPHA_LIMIT:
+        raise invalid(name, "a float in [0, 1]", value)
+    return v
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return a Python number that must be > 0 (the functional ``sigma``), or raise."""
+    v = _check_real(name, value)
+    if v <= 0:
+        raise invalid(name, "a float > 0", value)
+    return v
+
+
+def check_flag(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """Return a bool flag (``mean_one``, ``eval_kl``, ``training``, ``deterministic``), or raise.
+
+    Only ``True``/``False`` (and NumPy bools) are flags: a truthy string such as ``"false"`` would
+    silently mean the opposite of what it says.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, _numpy_bool())):
+        return bool(value)
+    expected = "a bool (True or False) or None" if allow_none else "a bool (True or False)"
+    raise invalid(name, expected, value)
 
 
 def check_nonnegative(name: str, value: Any) -> float:
@@ -82,15 +131,20 @@ def check_beta(beta: Any) -> float:
 
 
 def check_n_train(n_train: Any) -> int:
-    """Return ``n_train`` (the training-set size) as an int, or raise if < 1."""
-    if isinstance(n_train, bool) or not isinstance(n_train, int):
-        if isinstance(n_train, float) and n_train.is_integer():
+    """Return ``n_train`` (the training-set size) as an int, or raise if < 1.
+
+    NumPy integers (``len(np_array)``-style sizes, ``x.shape[0]`` of a NumPy array) are ints.
+    """
+    if isinstance(n_train, (bool, _numpy_bool())):
+        raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
+    if not isinstance(n_train, numbers.Integral):
+        if isinstance(n_train, numbers.Real) and math.isfinite(n_train) and float(n_train).is_integer():
             n_train = int(n_train)
         else:
             raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
     if n_train < 1:
         raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
-    return n_train
+    return int(n_train)
 
 
 def check_probability(name: str, value: Any, *, allow_one: bool = False) -> float:
@@ -115,6 +169,60 @@ def check_float_dtype(name: str, dtype_name: str, is_floating: bool) -> None:
             f"point tensor (float16, bfloat16, float32 or float64); cast the input "
             f"to a float dtype first. Received: dtype={dtype_name}"
         )
+
+
+def check_input_type(name: str, value: Any, is_array: bool) -> None:
+    """Raise ``TypeError`` for an input that is not an array of the framework (a list, a number).
+
+    Adapters pass whether the value is an array they accept, so the message is the same everywhere.
+    """
+    if not is_array:
+        raise TypeError(
+            f"Invalid type received for argument `{name}`. Expected a tensor (an array of the "
+            f"framework in use); convert it first. Received: {name} of type {type(value).__name__}"
+        )
+
+
+def check_input_rank(name: str, shape: tuple) -> None:
+    """Raise ``ValueError`` for a 0-d input: a layer needs at least one feature axis."""
+    if len(tuple(shape)) == 0:
+        raise invalid(name, "a tensor with at least 1 dimension (features, or batch and features)", "shape ()")
+
+
+def check_input_dtype(name: str, dtype_name: str, compute_dtype_name: str) -> None:
+    """Raise ``TypeError`` when a float input's dtype differs from the dtype the layer computes in.
+
+    torch refuses such input, Keras casts it and Flax promotes it; idrop refuses it in every backend
+    (docs/design-notes.md, "Input dtype"), so a float64 batch never silently runs in float32 or the
+    reverse. Keras layers under a mixed-precision policy still autocast, as every Keras layer does.
+    """
+    if dtype_name != compute_dtype_name:
+        raise TypeError(
+            f"Invalid dtype received for argument `{name}`. Expected {compute_dtype_name}, the dtype "
+            f"the layer computes in; cast the input (or build the layer in {dtype_name}) first. "
+            f"Received: dtype={dtype_name}"
+        )
+
+
+def check_noise_shape(name: str, noise_shape: tuple, expected_shape: tuple) -> None:
+    """Raise unless injected noise has exactly the shape of the activation (no broadcasting)."""
+    if tuple(noise_shape) != tuple(expected_shape):
+        raise invalid(
+            name,
+            f"a tensor of shape {tuple(expected_shape)}, the shape of the layer's output (one draw per unit)",
+            f"shape {tuple(noise_shape)}",
+        )
+
+
+def check_scalar_shape(name: str, shape: tuple) -> None:
+    """Raise unless a prior parameter (``mu``, ``sigma``) is a scalar: one value per layer."""
+    if tuple(shape) not in ((), (1,)):
+        raise invalid(name, "a scalar (one value per layer, as the learned prior has)", f"shape {tuple(shape)}")
+
+
+def unexpected_keyword(owner: str, name: str) -> TypeError:
+    """The error for an unknown keyword argument, worded as Python words it, the same in every backend."""
+    return TypeError(f"{owner}() got an unexpected keyword argument '{name}'")
 
 
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
@@ -165,8 +273,7 @@ class InfoDropoutSpec:
         object.__setattr__(self, "prior", _check_choice("prior", prior, PRIORS))
         object.__setattr__(self, "max_alpha", check_max_alpha(self.max_alpha))
         object.__setattr__(self, "alpha_min", check_alpha_min(self.alpha_min))
-        if not isinstance(self.mean_one, bool):
-            raise invalid("mean_one", "a bool", self.mean_one)
+        object.__setattr__(self, "mean_one", check_flag("mean_one", self.mean_one))
         _check_choice("zero_units", self.zero_units, ZERO_UNITS)
 
     @property

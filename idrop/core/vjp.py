@@ -103,7 +103,7 @@ def info_dropout_vjp(
         else:
             floor = LOG_FLOOR * xp.ones_like(f)
             above = f > floor
-            m = xp.log(xp.maximum(f, floor))
+            m = xp.log(xp.where(above, f, floor))
             if spec.mean_one:
                 m = m - 0.5 * alpha * alpha
             var = sigma * sigma
@@ -117,3 +117,21 @@ def info_dropout_vjp(
             g_mu = -kl_cotangent * r
             g_sigma = kl_cotangent * (1.0 / sigma - (alpha * alpha + (m - mu) * (m - mu)) / (var * sigma))
     return InfoDropoutGrads(g_f, g_alpha * dalpha_da, g_mu, g_sigma)
+
+
+def activation_vjp(name: str, h: Array, g: Array, *, xp: Namespace) -> Array:
+    r"""Cotangent of the pre-activation ``h`` given the cotangent ``g`` of ``act(h)``.
+
+    .. math::
+        \mathrm{relu}'(h) = [h > 0], \qquad \mathrm{softplus}'(h) = \sigma(h)
+
+    ReLU's derivative at exactly ``h == 0`` is 0, the frameworks' own convention, in training and
+    evaluation, in every backend (DESIGN.md section 1, "Derivatives at kinks"). Every kernel that
+    differentiates the activation by hand calls this; the core's forward :func:`idrop.core._xp.relu`
+    gives autodiff the same derivative.
+    """
+    if name == "relu":
+        return xp.where(h > 0, g, xp.zeros_like(g))
+    if name == "softplus":
+        return g * sigmoid(h, xp=xp)
+    raise ValueError(f"unknown activation {name!r}")

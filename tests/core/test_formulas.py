@@ -52,8 +52,10 @@ def test_loguniform_kl_is_zero_at_the_cap_and_masks_zero_units():
 def test_loguniform_kl_is_entropy_difference():
     """KL(logN(log f, a^2) || log-uniform) = -H(N(0, a^2)) + const: differences match."""
     a1, a2 = 0.2, 0.5
+    lo = 1e-3  # alpha = lo + 0.7 * sigmoid(logit); alpha_min = 0 is refused (infinite KL)
+    s1, s2 = (a1 - lo) / 0.7, (a2 - lo) / 0.7
     kl = reference.info_dropout(
-        np.ones((1, 2)), np.log(np.array([[a1, a2]]) / (0.7 - np.array([[a1, a2]]))), training=False, alpha_min=0.0
+        np.ones((1, 2)), np.log(np.array([[s1, s2]]) / (1 - np.array([[s1, s2]]))), training=False, alpha_min=lo
     )[1]
     h = stats.norm(scale=a2).entropy() - stats.norm(scale=a1).entropy()
     assert kl[0, 0] - kl[0, 1] == pytest.approx(h, rel=1e-12)

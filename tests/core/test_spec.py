@@ -15,14 +15,17 @@ def test_defaults_follow_the_paper():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "fragment"),
     [
-        ({"max_alpha": 0}, ValueError, "argument `max_alpha`. Expected a float > 0"),
-        ({"alpha_min": -1}, ValueError, "argument `alpha_min`. Expected a float >= 0"),
+        ({"max_alpha": 0}, ValueError, "argument `max_alpha`. Expected a float in (0, 1]"),
+        ({"max_alpha": 1e6}, ValueError, "argument `max_alpha`. Expected a float in (0, 1]"),
+        ({"alpha_min": -1}, ValueError, "argument `alpha_min`. Expected a float in (0, 1]"),
+        ({"alpha_min": 0}, ValueError, "0 makes the KL infinite"),
         ({"activation": "tanh"}, ValueError, "Expected one of 'relu', 'softplus'. Received: activation='tanh'"),
         ({"prior": "flat"}, ValueError, "argument `prior`"),
         ({"zero_units": "x"}, ValueError, "argument `zero_units`"),
         ({"max_alpha": "1"}, TypeError, "Invalid type received for argument `max_alpha`"),
         ({"max_alpha": float("nan")}, ValueError, "a finite float"),
         ({"mean_one": 1}, ValueError, "argument `mean_one`"),
+        ({"mean_one": "false"}, ValueError, "Expected a bool (True or False)"),
     ],
 )
 def test_bad_options_name_the_argument(kwargs, exc, fragment):
@@ -32,8 +35,12 @@ def test_bad_options_name_the_argument(kwargs, exc, fragment):
 
 
 def test_loss_arguments():
+    import numpy as np
+
     assert check_n_train(10) == 10 and check_n_train(10.0) == 10
-    for bad in (0, -3, 2.5, True, "10"):
+    assert check_n_train(np.int64(60_000)) == 60_000 and type(check_n_train(np.int32(7))) is int
+    assert check_beta(np.float32(0.5)) == 0.5
+    for bad in (0, -3, 2.5, True, np.bool_(True), "10", float("inf")):
         with pytest.raises(ValueError, match="argument `n_train`"):
             check_n_train(bad)
     assert check_beta(0) == 0.0

@@ -24,7 +24,7 @@ def _loss(spec, f, a, eps, cz, ckl, mu, sigma, training):
         {"mean_one": True},
         {"activation": "softplus"},
         {"activation": "softplus", "mean_one": True},
-        {"max_alpha": 1.0, "alpha_min": 0.0},
+        {"max_alpha": 1.0, "alpha_min": 1e-6},
     ],
 )
 def test_vjp_matches_central_differences(options, training):
