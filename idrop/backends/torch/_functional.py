@@ -1,7 +1,8 @@
 """The PyTorch adapter's functional ops: ``info_dropout`` (like ``F.dropout``), the baselines'
-noise and ``gaussian_kl`` (re-exported by :mod:`idrop.backends.torch`, with the modules).
+noise, ``gaussian_kl`` and ``alpha_from_logits`` (re-exported by :mod:`idrop.backends.torch`).
 
-They draw noise with torch's RNG (optionally a ``generator=``) unless ``noise=`` is given.
+They draw noise with torch's RNG (optionally a ``generator=``) unless ``noise=`` is given, and
+check their arguments by the core's rules (docs/design-notes.md sections 1-2).
 """
 
 from __future__ import annotations
@@ -10,55 +11,55 @@ from typing import Any
 
 import torch
 
-from idrop.backends import _torch_kernel as _kernel
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core.kl import kl_divergence
 from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
-    check_float_dtype,
-    check_nonnegative,
+    check_alpha,
+    check_flag,
+    check_noise_shape,
+    check_positive,
     check_probability,
     check_same_shape,
+    check_scalar_shape,
 )
 
-# --------------------------------------------------------------------------- #
-# 1. The array namespace the core is written against (see idrop/core/_xp.py), #
-#    the noise draws and the fused training kernel live in _torch_kernel.py.  #
-# --------------------------------------------------------------------------- #
-
-xp = _kernel.xp
-_compute_dtype = _kernel.compute_dtype
-_draw_normal = _kernel.draw_normal
+from ._kernel import info_dropout_kernel
+from ._namespace import check_float, compute_dtype, draw_normal, kl_dtype, xp
 
 
-def _check_float(name: str, t: torch.Tensor) -> None:
-    check_float_dtype(name, str(t.dtype).removeprefix("torch."), t.is_floating_point())
+def check_noise(noise: Any, like: torch.Tensor) -> None:
+    """Injected ``noise`` is a float tensor of exactly ``like``'s shape: one draw per unit, never broadcast."""
+    if noise is not None:
+        check_float("noise", noise)
+        check_noise_shape("noise", tuple(noise.shape), tuple(like.shape))
 
 
-# --------------------------------------------------------------------------- #
-# 2. Functional ops.                                                           #
-# --------------------------------------------------------------------------- #
+def _prior_param(name: str, value: Any, default: float, like: torch.Tensor) -> torch.Tensor:
+    """A log-normal prior parameter as a tensor in the KL's dtype: a Python number (``sigma > 0``) or a
+    scalar tensor (the caller's, as the layers' learned ``mu`` and ``exp(log_sigma)``)."""
+    if value is None:
+        value = default
+    elif not isinstance(value, torch.Tensor) and name == "sigma":
+        check_positive(name, value)
+    elif isinstance(value, torch.Tensor):
+        check_scalar_shape(name, tuple(value.shape))
+    return torch.as_tensor(value, dtype=compute_dtype(like), device=like.device)
 
 
-def _kl_dtype(f: torch.Tensor) -> torch.dtype | None:
-    """The ``kl_dtype`` argument of the core: float32 for half-precision ``f``, else ``None``."""
-    return None if _compute_dtype(f) == f.dtype else _compute_dtype(f)
-
-
-def _prior_params(spec: InfoDropoutSpec, f: torch.Tensor, mu: Any, sigma: Any) -> tuple[Any, Any]:
+def prior_params(spec: InfoDropoutSpec, f: torch.Tensor, mu: Any, sigma: Any) -> tuple[Any, Any]:
     """``(mu, sigma)`` as tensors in the KL's dtype for the log-normal prior; ``(None, None)`` otherwise."""
     if spec.prior != "log-normal":
         return None, None
-    dtype = _compute_dtype(f)
-    mu = torch.as_tensor(0.0 if mu is None else mu, dtype=dtype, device=f.device)
-    return mu, torch.as_tensor(1.0 if sigma is None else sigma, dtype=dtype, device=f.device)
+    return _prior_param("mu", mu, 0.0, f), _prior_param("sigma", sigma, 1.0, f)
 
 
 def alpha_from_logits(alpha_logits: torch.Tensor, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> torch.Tensor:
     """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
     spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
+    check_float("alpha_logits", alpha_logits)
     return _functional.alpha_from_logits(alpha_logits, max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp)
 
 
@@ -89,9 +90,10 @@ def info_dropout(
         alpha_logits: the alpha branch's output, same shape as ``f``.
         prior: ``"log-uniform"`` or ``"log-normal"``.
         max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
-        mu, sigma: the log-normal prior's parameters (default 0 and 1).
+        mu, sigma: the log-normal prior's parameters (default 0 and 1): Python numbers (``sigma > 0``)
+            or scalar tensors (one value per layer).
         training: apply noise (``True``) or return ``f`` (``False``), like ``F.dropout``.
-        noise: the standard-normal ``eps`` to use instead of drawing it.
+        noise: the standard-normal ``eps`` to use instead of drawing it, exactly ``f``'s shape.
         generator: RNG for the draw.
 
     Returns:
@@ -101,12 +103,13 @@ def info_dropout(
     spec = InfoDropoutSpec(
         prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
     )
-    _check_float("f", f)
-    _check_float("alpha_logits", alpha_logits)
+    check_float("f", f)
+    check_float("alpha_logits", alpha_logits)
     check_same_shape(f.shape, alpha_logits.shape)
-    mu, sigma = _prior_params(spec, f, mu, sigma)
-    if training:
-        return _kernel.train_step(
+    check_noise(noise, f)
+    mu, sigma = prior_params(spec, f, mu, sigma)
+    if check_flag("training", training):
+        return info_dropout_kernel(
             f,
             alpha_logits,
             spec=spec,
@@ -118,7 +121,7 @@ def info_dropout(
             generator=generator,
         )
     return _functional.info_dropout(
-        f, alpha_logits, None, spec=spec, mu=mu, sigma=sigma, training=False, kl_dtype=_kl_dtype(f), xp=xp
+        f, alpha_logits, None, spec=spec, mu=mu, sigma=sigma, training=False, kl_dtype=kl_dtype(f), xp=xp
     )
 
 
@@ -127,8 +130,9 @@ def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
     Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
     """
-    _check_float("mu", mu)
-    dtype = _compute_dtype(mu)
+    check_float("mu", mu)
+    check_float("scale", scale)
+    dtype = compute_dtype(mu)
     posterior = GaussianPosterior(mu.to(dtype), scale.to(dtype))
     return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
 
@@ -136,7 +140,7 @@ def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def _baseline(law: str, f: torch.Tensor, raw: torch.Tensor, **params: Any) -> torch.Tensor:
     """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
     out = _noise.NOISE_LAWS[law].apply(
-        f.to(_compute_dtype(f)), raw.to(device=f.device, dtype=_compute_dtype(f)), xp=xp, **params
+        f.to(compute_dtype(f)), raw.to(device=f.device, dtype=compute_dtype(f)), xp=xp, **params
     )
     return out.to(f.dtype)
 
@@ -151,12 +155,13 @@ def binary_dropout(
 ) -> torch.Tensor:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    _check_float("f", f)
-    if not training or rate == 0.0:
+    check_float("f", f)
+    check_noise(noise, f)
+    if not check_flag("training", training) or rate == 0.0:
         return f
     if noise is None:
         kw = {} if generator is None else {"generator": generator}  # rand_like: symbolic shapes under compile
-        noise = torch.rand_like(f, dtype=_compute_dtype(f), memory_format=torch.contiguous_format, **kw)
+        noise = torch.rand_like(f, dtype=compute_dtype(f), memory_format=torch.contiguous_format, **kw)
     return _baseline("binary", f, noise, rate=rate)
 
 
@@ -170,10 +175,11 @@ def gaussian_dropout(
 ) -> torch.Tensor:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    _check_float("f", f)
-    if not training or rate == 0.0:
+    check_float("f", f)
+    check_noise(noise, f)
+    if not check_flag("training", training) or rate == 0.0:
         return f
-    eps = _draw_normal(f, generator) if noise is None else noise
+    eps = draw_normal(f, generator) if noise is None else noise
     return _baseline("gaussian", f, eps, rate=rate)
 
 
@@ -186,10 +192,12 @@ def lognormal_dropout(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
-    alpha = check_nonnegative("alpha", alpha)
-    _check_float("f", f)
-    if not training:
+    """Log-normal dropout with one fixed ``alpha`` in ``[0, 1]``: ``f * exp(alpha * eps)``."""
+    alpha = check_alpha("alpha", alpha)
+    mean_one = check_flag("mean_one", mean_one)
+    check_float("f", f)
+    check_noise(noise, f)
+    if not check_flag("training", training):
         return f
-    eps = _draw_normal(f, generator) if noise is None else noise
+    eps = draw_normal(f, generator) if noise is None else noise
     return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)

@@ -1,0 +1,107 @@
+r"""The KL bookkeeping of the torch layers, and ``kl_loss`` / ``ib_loss`` that collect it (eq. 5).
+
+The rules are docs/design-notes.md section 3, the same in every backend:
+
+1. Every training call (and evaluation call with ``eval_kl=True``) records its per-sample KL;
+   ``.kl`` is the latest call's.
+2. :func:`kl_loss` and :func:`ib_loss` collect: they sum, over layers and over every call
+   recorded since the last collection, ``mean over batch of the per-sample KL / n_train``, and
+   empty the records. A layer called twice counts twice; a layer not called contributes nothing.
+3. An empty batch contributes 0 (:func:`idrop.core.loss.batch_mean`).
+4. A call with nothing to differentiate (under ``torch.no_grad``, any evaluation call) replaces
+   the records instead of adding to them, so an evaluation loop that never collects holds one
+   record per layer. Copies (``copy.deepcopy``, ``AveragedModel``, pickling) start with none.
+
+torch's reading of "records never outlive their use": a record holds its call's graph, so a
+training loop that reads ``.kl`` itself and never collects would keep every step's. The fused
+kernel's backward marks its call as differentiated (its graph freed), and the layer's next
+training call drops such records: they could only make a later backward fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from idrop.core.loss import ib_loss as _ib_loss
+from idrop.core.loss import kl_term as _kl_term
+from idrop.core.spec import check_beta, check_n_train
+
+from ._namespace import xp
+
+
+class Seen:
+    """Set by the fused kernel's backward: the call's graph has been differentiated."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
+class KLRecords:
+    """Mixin of a module that records its per-sample KL (``.kl`` and the records since the last collection)."""
+
+    kl: torch.Tensor | None
+
+    def _clear_records(self) -> None:
+        self.kl = None
+        self._kl_records: list[tuple[torch.Tensor, Seen | None]] = []
+
+    def _record(self, kl: torch.Tensor | None, *, accumulate: bool, seen: Seen | None = None) -> None:
+        """Keep ``kl`` as ``.kl``; add it to the records (dropping those a backward consumed), or
+        (``accumulate=False``) let it replace them."""
+        self.kl = kl
+        records = [] if kl is None else [(kl, seen)]
+        if accumulate:
+            kept = [r for r in self._kl_records if r[1] is None or not r[1].seen]
+            self._kl_records = kept + records
+        else:
+            self._kl_records = records
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A record is a graph node of one step, which deepcopy refuses and pickling would carry off.
+        state = super().__getstate__()  # nn.Module's
+        state["kl"], state["_kl_records"] = None, []
+        return state
+
+
+def _collect(model: nn.Module) -> list[torch.Tensor]:
+    """Every record of every layer of ``model`` since the last collection; the records are emptied."""
+    kls = []
+    for m in model.modules():
+        if isinstance(m, KLRecords):
+            kls.extend(kl for kl, _ in m._kl_records)
+            m._kl_records = []
+    return kls
+
+
+def _zero(model: nn.Module, like: torch.Tensor | None = None) -> torch.Tensor:
+    if like is not None:
+        return torch.zeros((), dtype=like.dtype, device=like.device)
+    p = next(model.parameters(), None)
+    return torch.zeros((), device=None if p is None else p.device)
+
+
+def kl_loss(model: nn.Module, n_train: int) -> torch.Tensor:
+    r"""``sum over recorded calls of mean(kl) / n_train`` since the last collection (eq. 5), collecting them.
+
+    Args:
+        model: any module holding :class:`~idrop.backends.torch.InfoDropout` layers.
+        n_train: size of the training set (an int >= 1, NumPy integers included).
+
+    Returns:
+        A 0-d tensor; 0 when no layer was called since the last collection.
+    """
+    n_train = check_n_train(n_train)
+    kls = _collect(model)
+    return _kl_term(kls or [_zero(model)], n_train=n_train, xp=xp)
+
+
+def ib_loss(task_loss: torch.Tensor, model: nn.Module, beta: float, n_train: int) -> torch.Tensor:
+    r"""The Information Bottleneck loss ``task_loss + beta * kl_loss(model, n_train)`` (eq. 5), collecting."""
+    beta, n_train = check_beta(beta), check_n_train(n_train)
+    kls = _collect(model) or [_zero(model, task_loss)]
+    return _ib_loss(task_loss, kls, beta=beta, n_train=n_train, xp=xp)
