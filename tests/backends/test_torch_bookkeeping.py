@@ -176,3 +176,28 @@ def test_a_step_whose_loss_left_out_the_kl_does_not_break_the_next():
     z = layer(torch.rand(2, 4))
     ib_loss(z.sum(), layer, beta=1.0, n_train=10).backward()  # only this call's KL is collected
     assert torch.isfinite(layer.alpha_layer.weight.grad).all()
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpoint_recomputation_records_nothing(use_reentrant):
+    """``torch.utils.checkpoint`` runs the forward again in backward: that KL was recorded already."""
+    torch.manual_seed(0)
+    model = nn.Sequential(InfoDropout(nn.Linear(4, 4), activation="softplus"), nn.Linear(4, 2))
+    x = torch.randn(3, 4, requires_grad=use_reentrant)
+
+    def step(checkpointed):
+        model.zero_grad()
+        torch.manual_seed(5)
+        z = torch.utils.checkpoint.checkpoint(model, x, use_reentrant=use_reentrant) if checkpointed else model(x)
+        loss = ib_loss(z.sum(), model, beta=1.0, n_train=10)
+        loss.backward()
+        return loss.detach(), [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+    plain = step(False)
+    for _ in range(2):  # the second step would also collect a record of the first one's recomputation
+        loss, grads = step(True)
+        assert model[0]._kl_records == []
+        if not use_reentrant:  # a reentrant checkpoint's forward runs under no_grad: no KL gradient
+            torch.testing.assert_close(loss, plain[0])
+            for g, g0 in zip(grads, plain[1], strict=True):
+                torch.testing.assert_close(g, g0)

@@ -15,7 +15,11 @@ The rules are docs/design-notes.md section 3, the same in every backend:
 torch's reading of "records never outlive their use": a record holds its call's graph, so a
 training loop that reads ``.kl`` itself and never collects would keep every step's. The fused
 kernel's backward marks its call as differentiated (its graph freed), and the layer's next
-training call drops such records: they could only make a later backward fail.
+training call drops such records: they could only make a later backward fail. A call made
+while autograd runs a backward (``torch.utils.checkpoint`` recomputing the forward) records
+nothing: its KL was recorded by the forward it repeats. That test is
+``torch._C._current_graph_task_id()`` (torch 2.13, ``torch/csrc/autograd/init.cpp``): -1
+outside a backward.
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ class KLRecords:
 
     def _record(self, kl: torch.Tensor | None, *, accumulate: bool, seen: Seen | None = None) -> None:
         """Keep ``kl`` as ``.kl``; add it to the records (dropping those a backward consumed), or
-        (``accumulate=False``) let it replace them."""
+        (``accumulate=False``) let it replace them. Nothing during a backward (a recomputation)."""
+        if not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1:
+            return  # (a compiled graph traces no recomputation of its own)
         self.kl = kl
         records = [] if kl is None else [(kl, seen)]
         if accumulate:
