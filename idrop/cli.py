@@ -33,8 +33,17 @@ METHODS = ("none", "binary", "gaussian", "lognormal", "information")
 
 #: The dataset ``--download`` fetches for each experiment.
 DATASETS = {"mnist": download_mnist, "cluttered": download_mnist, "vae": download_mnist, "cifar10": download_cifar10}
-# OSErrors that come from the machine, not from idrop: reported as one line, no traceback.
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+# OSErrors that come from the machine or the folders given, not from idrop: one line and the fix.
+_DENIED = "fix the permissions, or choose another --out / --data-dir"
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some disk space",
+    errno.EACCES: _DENIED,
+    errno.EPERM: _DENIED,
+    errno.EROFS: "choose a writable --out",
+    errno.EISDIR: "a folder is where idrop reads or writes a file: move it away",
+    errno.ENOTDIR: "a file is where idrop needs a folder: move it away",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,12 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "interrupted. Every checkpointed epoch is kept: run the same command with --resume to continue.", 130
         )
     except OSError as err:
-        if err.errno not in _ENVIRONMENT_ERRNOS:
+        if err.errno not in _OS_FIXES:
             raise
         where = f" ({err.filename})" if err.filename else ""
         return _error(
-            f"{err.strerror}{where}. Free space or fix the permissions (or choose another --out / --data-dir), "
-            "then run the same command with --resume."
+            f"{err.strerror}{where}; {_OS_FIXES[err.errno]}, then run the command again "
+            "(with --resume to keep the epochs already checkpointed)."
         )
     finally:
         _lock.release_all()  # this run's hold on its result folder ends with it

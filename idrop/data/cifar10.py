@@ -53,19 +53,26 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"CIFAR batch refers to a forbidden global {module}.{name}")
 
 
+def _corrupt(path: str | os.PathLike[str], what: str) -> CorruptFileError:
+    return CorruptFileError(
+        f"Corrupt CIFAR-10 batch {path}: {what}. Delete its folder {FOLDER}/ to extract it again from "
+        f"{RESOURCE.filename} (fetched again with `idrop reproduce cifar10 --download` if that is gone too)."
+    )
+
+
 def read_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read one pickled batch: returns uint8 images [n, 32, 32, 3] (NHWC), int64 labels."""
     with open(path, "rb") as f:
         try:
             entry = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise CorruptFileError(f"Corrupt CIFAR-10 batch {path}: {err}") from err
+            raise _corrupt(path, str(err)) from err
     if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
-        raise CorruptFileError(f"Corrupt CIFAR-10 batch {path}: expected keys b'data' and b'labels'")
+        raise _corrupt(path, "expected keys b'data' and b'labels'")
     data = np.asarray(entry[b"data"], dtype=np.uint8)
     labels = np.asarray(entry[b"labels"], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise CorruptFileError(f"Corrupt CIFAR-10 batch {path}: data {data.shape}, labels {labels.shape}")
+        raise _corrupt(path, f"data {data.shape}, labels {labels.shape}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 

@@ -100,7 +100,12 @@ def _checked(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.nda
 
 
 def _read_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    x, y = read_idx(images, magic=IMAGES_MAGIC), read_idx(labels, magic=LABELS_MAGIC)
+    try:
+        x, y = read_idx(images, magic=IMAGES_MAGIC), read_idx(labels, magic=LABELS_MAGIC)
+    except CorruptFileError as err:
+        raise CorruptFileError(
+            f"{err}. Delete it and fetch a fresh copy (`idrop reproduce ... --download`, or {MIRRORS[0]})."
+        ) from err
     return _checked(x, y, str(images.parent))
 
 

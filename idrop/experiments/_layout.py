@@ -105,6 +105,10 @@ class ResultDir:
         """
         _lock.hold(self.root)
         new = _jsonable(dict(config))
+        if self.config.is_dir():
+            raise ResultFolderError(
+                f"{self.config} is a folder, not idrop's config file; move it away or use another --out."
+            )
         if self.config.exists() and not overwrite:
             try:
                 old = read_json(self.config)

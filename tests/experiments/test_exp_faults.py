@@ -149,7 +149,8 @@ def test_registry_changes_read_modify_write(tmp_path: Path) -> None:
         ("{bad", "cannot be read as JSON"),
         ("[]", "holds a list, not a registry object"),
         ('{"version": 9}', "has registry version 9"),
-        ('{"version": 1, "finished": {"r": {"method": "m"}}}', "no result object for finished run 'r'"),
+        ('{"version": 1, "finished": {"r": {"method": "m"}}}', "no method, width, seed and result object for .* 'r'"),
+        ('{"version": 1, "finished": {"r": {"width": 8, "seed": 0, "result": {}}}}', "for finished run 'r'"),
         ('{"version": 1, "in_progress": {"r": {"checkpoint": null}}}', "no valid epoch and checkpoint for run 'r'"),
         ('{"version": 1, "in_progress": {"r": {"epoch": 1, "checkpoint": "../../x"}}}', "no valid epoch"),
         ('{"version": 1, "in_progress": {"r": {"epoch": 1, "checkpoint": "/etc/passwd"}}}', "no valid epoch"),
@@ -176,6 +177,13 @@ def test_unloadable_checkpoint_names_it(tmp_path: Path) -> None:
     checkpoint.write_text("{truncated")
     with pytest.raises(ResultFolderError, match=rf"cannot load the checkpoint {checkpoint} of run {KEY.name}"):
         run_grid(results, [KEY], lambda k: StepRun([1.0, 2.0]), epochs=2, progress=False)
+
+
+def test_config_json_that_is_a_folder(tmp_path: Path) -> None:
+    results = ResultDir.create(tmp_path, "exp", "fake")
+    results.config.mkdir()
+    with pytest.raises(ResultFolderError, match=r"config\.json is a folder"):
+        results.write_config({"a": 1})
 
 
 def test_result_folder_in_the_way_of_a_file(tmp_path: Path) -> None:
