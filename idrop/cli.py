@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_unavailable", None):
         return _error(args._unavailable)
     try:
-        return _run(args)
+        with _lock.released_after():  # this run's hold on its result folder ends with it
+            return _run(args)
     except (ExperimentError, DataError) as err:
         return _error(str(err), getattr(err, "exit_code", 2))
     except KeyboardInterrupt:
@@ -215,8 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{err.strerror}{where}; {_OS_FIXES[err.errno]}, then run the command again "
             "(with --resume to keep the epochs already checkpointed)."
         )
-    finally:
-        _lock.release_all()  # this run's hold on its result folder ends with it
 
 
 def _run(args: argparse.Namespace) -> int:

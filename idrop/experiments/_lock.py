@@ -2,8 +2,8 @@
 
 Two processes writing one ``state.json`` would each rewrite it from their own view and
 drop the other's finished runs. So every write to a result folder first calls :func:`hold`,
-which takes the folder's lock for the rest of the process (the command line releases it
-when the run ends, :func:`release_all`, which also deletes the file). The lock is the
+which takes the folder's lock for the rest of the process (the command line releases it,
+and deletes the file, when the run ends: :func:`released_after`). The lock is the
 kernel's: a process killed with ``kill -9`` frees it at once, so the ``.lock`` file it
 leaves never blocks the next run. The file holds the holder's pid, for the message of
 the process that is turned away.
@@ -14,7 +14,9 @@ On a platform without ``fcntl`` (Windows) there is no lock.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import ResultFolderError
@@ -63,13 +65,28 @@ def holds(folder: str | os.PathLike[str]) -> bool:
     return Path(folder).resolve() in _held
 
 
+@contextlib.contextmanager
+def released_after() -> Iterator[None]:
+    """Hold the locks taken inside the block until it ends, then release them (one CLI run)."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for folder in [f for f in _held if f not in before]:
+            _release(folder)
+
+
 def release_all() -> None:
-    """Release every lock this process holds (the end of a command-line run), deleting the files."""
-    while _held:
-        folder, fd = _held.popitem()
-        # Deleted while still locked: a process that opened it meanwhile sees it is gone (_same_file).
-        (folder / LOCK_NAME).unlink(missing_ok=True)
-        os.close(fd)  # closing the last descriptor of the open file releases its flock
+    """Release every lock this process holds, deleting the files."""
+    for folder in list(_held):
+        _release(folder)
+
+
+def _release(folder: Path) -> None:
+    fd = _held.pop(folder)
+    # Deleted while still locked: a process that opened it meanwhile sees it is gone (_same_file).
+    (folder / LOCK_NAME).unlink(missing_ok=True)
+    os.close(fd)  # closing the last descriptor of the open file releases its flock
 
 
 def _same_file(fd: int, path: Path) -> bool:

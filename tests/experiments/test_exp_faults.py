@@ -261,3 +261,12 @@ def test_non_finite_evaluation_stops_too(tmp_path: Path) -> None:
     with pytest.raises(RunDiverged, match="diverged in its evaluation after epoch 1: test_elbo=nan"):
         run_grid(results, [KEY], lambda k: BadEval([1.0]), epochs=1, progress=False)
     assert not RunRegistry(results.state).finished
+
+
+def test_released_after_releases_only_the_locks_taken_inside(tmp_path: Path) -> None:
+    _lock.hold(tmp_path / "before")
+    with _lock.released_after():  # what cli.main wraps a run in
+        _lock.hold(tmp_path / "inside")
+        _lock.hold(tmp_path / "before")  # already held: a no-op
+    assert _lock.holds(tmp_path / "before") and not _lock.holds(tmp_path / "inside")
+    assert (tmp_path / "before" / ".lock").exists() and not (tmp_path / "inside" / ".lock").exists()
