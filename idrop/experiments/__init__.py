@@ -11,10 +11,18 @@ after a kill, and :func:`write_summary` makes the table and the plot::
     run_grid(results, keys, make_run, epochs=config["epochs"])
     write_summary(results)
 
+The first write to a result folder takes its lock (``.lock``, an ``flock``) for the rest
+of the process, so a second process cannot interleave its runs. A user-fixable problem (a
+locked, damaged or unwritable result folder, a run whose loss became NaN) raises an
+:class:`ExperimentError` whose message names it and the fix.
+
 Nothing here imports a deep-learning framework; matplotlib and tqdm are imported
 only when a plot or a progress bar is made.
 """
 
+from ._errors import ExperimentError as ExperimentError
+from ._errors import ResultFolderError as ResultFolderError
+from ._errors import RunDiverged as RunDiverged
 from ._io import append_jsonl as append_jsonl
 from ._io import atomic_write_json as atomic_write_json
 from ._io import atomic_write_text as atomic_write_text
@@ -36,8 +44,11 @@ from ._summary import write_summary as write_summary
 
 __all__ = [
     "EpochProgress",
+    "ExperimentError",
     "ResultDir",
+    "ResultFolderError",
     "Run",
+    "RunDiverged",
     "RunKey",
     "RunRegistry",
     "append_jsonl",

@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _lock
+from ._errors import ExperimentError, ResultFolderError
+from ._registry import RunRegistry
+
 SUPPORTED_BACKENDS = ("torch", "tensorflow", "jax")
 
 
@@ -83,13 +87,58 @@ def kl_share_in_box(kl_maps: np.ndarray, boxes: np.ndarray, canvas: int) -> tupl
 
 
 def prepare(results: Any, config: dict[str, Any], resume: bool) -> None:
-    """Write ``config.json``; without ``--resume``, first clear the previous runs' state.
+    """Take the folder's lock and write ``config.json``.
 
-    With ``--resume`` a different configuration is an error (see ``ResultDir.write_config``),
+    Without ``--resume`` a folder whose ``state.json`` records runs is an error, as the
+    option's help says (deleting finished results silently is worse than asking); what a
+    start that recorded nothing left behind (metrics rows, checkpoints) is cleared. With
+    ``--resume`` a different configuration is an error (see ``ResultDir.write_config``),
     so finished runs are never mixed with runs made under other settings.
+
+    Raises:
+        ResultFolderError: The folder holds runs and ``resume`` is False, its config
+            differs, or another process holds its lock.
     """
+    _lock.hold(results.root)  # before reading the registry: no other process changes it now
     if not resume:
+        registry = RunRegistry(results.state)
+        if registry.finished or registry.in_progress:
+            raise ResultFolderError(
+                f"{results.root} already holds runs; pass --resume to continue them, or choose another --out."
+            )
         for path in (results.state, results.metrics):
             path.unlink(missing_ok=True)
         shutil.rmtree(results.checkpoints, ignore_errors=True)
     results.write_config(config, overwrite=not resume)
+
+
+def check_device(backend: str, device: str) -> None:
+    """Refuse ``--device cuda`` when the backend sees no GPU, before any data is loaded.
+
+    Imports the backend's framework, but only for ``cuda`` (``auto`` and ``cpu`` always work).
+
+    Raises:
+        ExperimentError: ``device`` is ``cuda`` and the framework finds no GPU.
+    """
+    if device != "cuda":
+        return
+    if backend == "torch":
+        import torch
+
+        found = torch.cuda.is_available()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        found = bool(tf.config.list_physical_devices("GPU"))
+    else:
+        import jax
+
+        try:
+            found = bool(jax.devices("gpu"))
+        except RuntimeError:  # no GPU backend
+            found = False
+    if not found:
+        raise ExperimentError(
+            f"--device cuda: {backend} sees no CUDA device. Use --device cpu, or --device auto "
+            "(the GPU when there is one)."
+        )

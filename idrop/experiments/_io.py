@@ -1,10 +1,12 @@
 """Crash-safe file writes: whole files atomically, logs append-only.
 
-A result folder must survive ``kill -9`` at any instant. Whole files (``state.json``,
-``results.json``, tables) are written to a temporary file in the same folder,
-flushed to disk, then renamed over the target with :func:`os.replace`, which is
-atomic on POSIX and Windows: a reader sees the old file or the new one, never half
-of one. The metrics log is append-only JSON Lines; a kill can leave at most one
+A result folder must survive ``kill -9`` at any instant, and a power loss too. Whole
+files (``state.json``, ``results.json``, tables) are written to a temporary file in the
+same folder, flushed and ``fsync``-ed, then renamed over the target with
+:func:`os.replace`, which is atomic on POSIX and Windows: a reader sees the old file or
+the new one, never half of one. The folder is ``fsync``-ed after the rename, so the new
+name is on disk before anything that points at it (``state.json`` after a checkpoint)
+is written. The metrics log is append-only JSON Lines; a kill can leave at most one
 partial last line, which :func:`read_jsonl` skips.
 """
 
@@ -39,8 +41,35 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     return json.dumps(_jsonable(obj), indent=indent, allow_nan=False, sort_keys=False)
 
 
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open a folder; its renames are durable on return
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike[str]) -> None:
+    """``fsync`` a file, or every file and folder under a folder (a checkpoint in any format)."""
+    path = Path(path)
+    if path.is_dir():
+        for child in sorted(path.iterdir()):
+            fsync_tree(child)
+        fsync_dir(path)
+        return
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one."""
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one.
+
+    Order: write a temporary file, ``fsync`` it, rename it over ``path``, ``fsync`` the folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,6 +82,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync_dir(path.parent)
     return path
 
 

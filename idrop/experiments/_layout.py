@@ -9,6 +9,7 @@
 | ``results.json`` / ``results.csv`` | per-run final results and the mean/std summary |
 | ``table.md`` | the summary as a Markdown table |
 | ``*.png`` | plots, such as ``error_vs_width.png`` (the paper's Fig. 3a) |
+| ``.lock`` | the pid of the process writing the folder; its ``flock`` keeps a second one out |
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _lock
+from ._errors import ResultFolderError
 from ._io import _jsonable, atomic_write_json, read_json
+from ._registry import RunRegistry
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -51,11 +56,22 @@ class ResultDir:
 
     @classmethod
     def create(cls, out: str | os.PathLike[str], experiment: str, backend: str) -> ResultDir:
-        """Make (if needed) and return ``<out>/<experiment>/<backend>/``."""
+        """Make (if needed) and return ``<out>/<experiment>/<backend>/``.
+
+        Raises:
+            ResultFolderError: The folder cannot be made: a file is in the way, permission
+                is denied, the disk is read-only or full.
+        """
         _check_name("experiment", experiment)
         _check_name("backend", backend)
         root = Path(out) / experiment / backend
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            # A file where a folder of the path should be, permission denied, read-only disk, ...
+            blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+            why = f"{blocker} is a file" if blocker is not None else f"{err.strerror} ({err.filename})"
+            raise ResultFolderError(f"cannot make the result folder {root}: {why}; choose another --out") from err
         return cls(root, experiment, backend)
 
     config = property(lambda self: self.root / "config.json")
@@ -71,23 +87,52 @@ class ResultDir:
         return self.root / f"{_check_name('name', name)}.png"
 
     def write_config(self, config: Mapping[str, Any], *, overwrite: bool = False) -> Path:
-        """Write ``config.json``; on resume, refuse a config that differs from the saved one.
+        """Write ``config.json``; refuse a config that differs from the one saved runs used.
 
         Mixing epochs trained under two configurations in one result folder would
-        make a silently wrong table, hence the error. ``overwrite=True`` replaces the
-        file only; clear ``state.json`` and ``metrics.jsonl`` too to start over.
+        make a silently wrong table, hence the error. A config whose start failed before
+        any epoch was recorded in ``state.json`` (a crash, a diverged first epoch) binds
+        nothing: a corrected config replaces it, and the failed start's metrics rows and
+        checkpoints are cleared. ``overwrite=True`` replaces the file only; clear
+        ``state.json`` and ``metrics.jsonl`` too to start over.
+
+        Takes the folder's lock (:mod:`._lock`) first.
 
         Raises:
-            ValueError: A different ``config.json`` is already there.
+            ResultFolderError: A ``ValueError``: a different ``config.json`` is there and
+                runs were recorded under it, or it is damaged; or another process holds
+                the lock.
         """
+        _lock.hold(self.root)
         new = _jsonable(dict(config))
+        if self.config.is_dir():
+            raise ResultFolderError(
+                f"{self.config} is a folder, not idrop's config file; move it away or use another --out."
+            )
         if self.config.exists() and not overwrite:
-            old = read_json(self.config)
-            if old != new:
+            try:
+                old = read_json(self.config)
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                old = {"<unreadable>": str(err)}
+            if old == new:
+                return self.config
+            if self._runs_recorded():
+                if "<unreadable>" in old:
+                    raise ResultFolderError(
+                        f"{self.config} cannot be read as JSON ({old['<unreadable>']}) but {self.state} "
+                        "records runs; restore it, or use another --out."
+                    )
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise ValueError(
+                raise ResultFolderError(
                     f"{self.config} holds a different configuration (keys {changed} differ). "
                     "Resume with the same settings, or pick another output folder."
                 )
-            return self.config
+            # The old config's start failed before recording an epoch: nothing depends on it.
+            self.metrics.unlink(missing_ok=True)
+            shutil.rmtree(self.checkpoints, ignore_errors=True)
         return atomic_write_json(self.config, new)
+
+    def _runs_recorded(self) -> bool:
+        """Whether ``state.json`` records a finished run or a completed epoch."""
+        registry = RunRegistry(self.state)
+        return bool(registry.finished or registry.in_progress)

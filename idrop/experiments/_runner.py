@@ -5,23 +5,31 @@ epoch, evaluates, and saves or loads its own model and optimizer state to a path
 the loop gives it. The loop owns everything else: the order of runs, the metrics
 log, the checkpoint files' names, the registry, resuming, and progress.
 
-Crash safety: a checkpoint is written to a temporary name, renamed to
-``checkpoints/<run>/epoch_NNNN``, and only then recorded in ``state.json``; older
-checkpoints of the run are deleted after that. So at every instant the registry
-points at a complete checkpoint. Epochs trained after the last checkpoint are
-trained again on resume; their duplicate rows in ``metrics.jsonl`` are resolved by
-:func:`read_metrics` (the last row of an epoch wins).
+Crash safety: a checkpoint is written to a temporary name, ``fsync``-ed, renamed to
+``checkpoints/<run>/epoch_NNNN``, its folder ``fsync``-ed, and only then recorded in
+``state.json`` (written the same way); older checkpoints of the run are deleted after
+that. So at every instant, power loss included, the registry points at a complete
+checkpoint. Epochs trained after the last checkpoint are trained again on resume;
+their duplicate rows in ``metrics.jsonl`` are resolved by :func:`read_metrics` (the
+last row of an epoch wins).
+
+Divergence: an epoch whose metrics hold a NaN or an infinity stops the grid with
+:class:`RunDiverged`, naming the run and the epoch; nothing of that epoch is checkpointed.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ._io import append_jsonl, read_jsonl
+from . import _lock
+from ._errors import ResultFolderError, RunDiverged
+from ._io import append_jsonl, fsync_dir, fsync_tree, read_jsonl
 from ._layout import ResultDir
 from ._progress import EpochProgress, format_metrics
 from ._registry import RunKey, RunRegistry
@@ -73,8 +81,10 @@ def save_checkpoint(results: ResultDir, key: RunKey, epoch: int, save_state: Cal
     save_state(tmp)
     if not tmp.exists():
         raise RuntimeError(f"save_state({tmp}) returned without creating {tmp}.")
+    fsync_tree(tmp)  # the bytes reach the disk before the name that state.json will point at
     _remove(final)
     os.replace(tmp, final)
+    fsync_dir(folder)
     return final.relative_to(results.root).as_posix()
 
 
@@ -87,6 +97,31 @@ def _prune(results: ResultDir, key: RunKey, keep: str | None) -> None:
             _remove(entry)
     if keep is None:
         folder.rmdir()
+
+
+def _check_finite(results: ResultDir, key: RunKey, when: str, metrics: Mapping[str, Any], last: int) -> None:
+    """Raise :class:`RunDiverged` when a metric (the training loss first of all) is NaN or infinite."""
+    bad = [k for k, v in metrics.items() if isinstance(v, numbers.Real) and not math.isfinite(v)]
+    if not bad:
+        return
+    values = ", ".join(f"{k}={metrics[k]}" for k in bad)
+    kept = f"its last checkpoint (epoch {last}) is kept" if last else "it has no checkpoint yet"
+    raise RunDiverged(
+        f"{results.experiment} on {results.backend}: run {key.name} (method {key.method}, width {key.width:g}, "
+        f"seed {key.seed}) diverged {when}: {values}. The grid stopped; finished runs are kept and {kept}. "
+        "Lower --lr (or --beta), then rerun with --resume (or use another --out)."
+    )
+
+
+def _load(run: Run, results: ResultDir, key: RunKey, checkpoint: str) -> None:
+    path = results.root / checkpoint
+    try:
+        run.load_state(path)
+    except Exception as err:  # any format's error: a truncated or foreign file is the user's to remove
+        raise ResultFolderError(
+            f"cannot load the checkpoint {path} of run {key.name} ({type(err).__name__}: {err}). "
+            f"Delete it to train that run again from its first epoch, then rerun with --resume."
+        ) from err
 
 
 def run_grid(
@@ -121,6 +156,7 @@ def run_grid(
             raise ValueError(
                 f"Invalid value received for argument `{name}`. Expected an int >= 1. Received: {name}={value!r}"
             )
+    _lock.hold(results.root)  # one writer per folder, for the rest of the process
     registry = RunRegistry(results.state)
     for key in keys:
         if registry.is_finished(key):
@@ -128,19 +164,23 @@ def run_grid(
         done, checkpoint = registry.resume_point(key)
         run = make_run(key)
         if checkpoint is not None and (results.root / checkpoint).exists():
-            run.load_state(results.root / checkpoint)
+            _load(run, results, key, checkpoint)
         else:
             done, checkpoint = 0, None  # nothing to restore: start the run over
         with EpochProgress(epochs, initial=done, desc=key.name, enable=progress) as bar:
+            saved = done
             for epoch in range(done + 1, epochs + 1):
                 metrics = dict(run.train_epoch(epoch))
                 append_jsonl(results.metrics, [{**key.as_dict(), "epoch": epoch, **metrics}])
+                _check_finite(results, key, f"in epoch {epoch}", metrics, saved)
                 bar.update(metrics)
                 if epoch % checkpoint_every == 0 or epoch == epochs:
                     checkpoint = save_checkpoint(results, key, epoch, run.save_state)
                     registry.record_epoch(key, epoch, checkpoint)
                     _prune(results, key, keep=checkpoint)
+                    saved = epoch
             result = {**dict(run.evaluate()), "epochs": epochs}
+            _check_finite(results, key, f"in its evaluation after epoch {epochs}", result, saved)
             registry.finish(key, result)
             bar.write(f"{key.name} done: " + " ".join(f"{k}={v}" for k, v in format_metrics(result).items()))
         if not keep_checkpoints:

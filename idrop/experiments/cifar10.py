@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from idrop.data import channel_stats, load_cifar10, normalize_channels
+from idrop.data import channel_stats, load_cifar10, normalize_channels, stratified_subset
 from idrop.experiments import ResultDir, write_summary
 
 from ._common import backend_of, epochs_of, prepare, progress_of, seeds_of
@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--weight-decay", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--n-train", type=int, help="use the first N training images (quick: 5000; default all)")
-    g.add_argument("--n-test", type=int, help="use the first N test images (quick: 1000; default all)")
+    g.add_argument("--n-train", type=int, help="N training images, equally many per class (quick: 5000; default all)")
+    g.add_argument("--n-test", type=int, help="N test images, equally many per class (quick: 1000; default all)")
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,8 +98,8 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
 def make_data(cfg: dict[str, Any], data_dir: Any = None) -> tuple[dict[str, np.ndarray], str]:
     """Real CIFAR-10 (never downloaded implicitly offline: the loader's error names the file)."""
     x_train, y_train, x_test, y_test, source = load_cifar10(data_dir, dtype="float32")
-    x_train, y_train = x_train[: cfg["n_train"]], y_train[: cfg["n_train"]]
-    x_test, y_test = x_test[: cfg["n_test"]], y_test[: cfg["n_test"]]
+    x_train, y_train = stratified_subset(x_train, y_train, cfg["n_train"])
+    x_test, y_test = stratified_subset(x_test, y_test, cfg["n_test"])
     mean, std = channel_stats(x_train)
     data = {
         "x_train": normalize_channels(x_train, mean, std),
@@ -111,13 +111,9 @@ def make_data(cfg: dict[str, Any], data_dir: Any = None) -> tuple[dict[str, np.n
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the grid, summarise; return 0 on success, 1 when CIFAR-10 cannot be found."""
+    """Train the grid, summarise; return 0. Missing CIFAR-10 raises ``DataNotFoundError`` (naming the file)."""
     cfg = config_of(args)
-    try:
-        data, source = make_data(cfg, getattr(args, "data_dir", None))
-    except FileNotFoundError as err:
-        print(f"error: CIFAR-10 is not available: {err}")
-        return 1
+    data, source = make_data(cfg, getattr(args, "data_dir", None))
     results = ResultDir.create(getattr(args, "out", None) or "results", "cifar10", cfg["backend"])
     prepare(results, {**cfg, "source": source}, bool(getattr(args, "resume", False)))
     trainer = importlib.import_module(f"idrop.experiments._cifar10_{cfg['backend']}")

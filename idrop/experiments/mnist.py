@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from idrop.data import stratified_subset
+
 from . import ResultDir, Run, RunKey, RunRegistry, run_grid, write_summary
 
 EXPERIMENT = "mnist"
@@ -98,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         default=None,
-        help="train on the first N training images only (default: 5000 with --quick, else all)",
+        help="train on N training images, equally many of each digit (default: 5000 with --quick, else all)",
     )
     g.add_argument("--batch-size", type=int, metavar="N", default=None, help="minibatch size (default: 100)")
     g.add_argument("--lr", type=float, metavar="LR", default=None, help="Adam learning rate (default: 1e-3)")
@@ -141,13 +143,11 @@ def config_from_args(args: argparse.Namespace, n_available: int, source: str) ->
 
 
 def load_data(data_dir: str | None, limit_train: int | None) -> tuple[Any, str]:
-    """MNIST splits as float32 arrays, the training set cut to ``limit_train`` images."""
+    """MNIST splits as float32 arrays, the training set cut to ``limit_train`` images (stratified)."""
     from idrop.data import Splits, mnist_splits
 
     splits = mnist_splits(data_dir)
-    x, y = splits.x_train, splits.y_train
-    if limit_train is not None and limit_train < len(x):
-        x, y = x[:limit_train], y[:limit_train]
+    x, y = stratified_subset(splits.x_train, splits.y_train, limit_train)
     data = Splits(
         np.ascontiguousarray(x, np.float32),
         y.astype(np.int64),
@@ -227,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
     """Train (or resume) the grid and write the summary; return the exit status."""
     data, source = load_data(args.data_dir, None)
     config = config_from_args(args, len(data.x_train), source)
-    if config.n_train < len(data.x_train):
-        data = data._replace(x_train=data.x_train[: config.n_train], y_train=data.y_train[: config.n_train])
+    x_train, y_train = stratified_subset(data.x_train, data.y_train, config.n_train)
+    data = data._replace(x_train=x_train, y_train=y_train)
     devices = getattr(args, "devices", None)
     if devices is not None and devices < 1:
         print(f"idrop: error: --devices must be >= 1; received {devices}", file=sys.stderr)

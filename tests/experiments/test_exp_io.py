@@ -11,6 +11,8 @@ import pytest
 
 from idrop.experiments import (
     ResultDir,
+    RunKey,
+    RunRegistry,
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
@@ -79,6 +81,7 @@ def test_config_mismatch_on_resume(tmp_path: Path) -> None:
     d = ResultDir.create(tmp_path, "exp", "jax")
     d.write_config({"beta": 1.0, "epochs": 3, "widths": (0.5, 1)})
     d.write_config({"beta": 1.0, "epochs": 3, "widths": [0.5, 1]})  # same after JSON: fine
+    RunRegistry(d.state).record_epoch(RunKey("information", 1, 0), 1, None)  # a run trained under it
     with pytest.raises(ValueError, match=r"keys \['epochs'\] differ"):
         d.write_config({"beta": 1.0, "epochs": 5, "widths": [0.5, 1]})
     d.write_config({"beta": 2.0}, overwrite=True)

@@ -131,6 +131,10 @@ def test_cifar10_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
             "0.05",
             "--batch-size",
             "8",
+            # 40 images make beta * KL / n_train ~1000x the paper's; at the default lr 0.05 the
+            # loss was NaN by the end of epoch 1, which the runner now stops (RunDiverged).
+            "--lr",
+            "0.01",
             "--methods",
             "information",
             "binary",
