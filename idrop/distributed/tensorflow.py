@@ -13,7 +13,7 @@ Custom loops that call ``strategy.run`` themselves use :func:`global_ib_loss` in
 
 Noise: a Keras ``SeedGenerator``'s state is one (mirrored) variable, so every replica
 reads the same seed; the idrop layers fold the replica id into it themselves
-(``idrop.backends._tensorflow_ops._fold_replica``; replica 0 keeps the 1-device stream), so
+(``idrop.backends.tensorflow._namespace._fold_replica``; replica 0 keeps the 1-device stream), so
 replicas draw different noise with no extra call.
 """
 

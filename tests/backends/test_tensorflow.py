@@ -344,7 +344,7 @@ def test_call_errors_match_torch():
 
 def _autodiff_step(layer, x, eps, cz):
     """Gradients of sum(z * cz) + sum(kl) by autodiff of the functional op (the pre-kernel layer)."""
-    from idrop.backends.tensorflow import xp
+    from idrop.backends.tensorflow._namespace import xp
     from idrop.core._xp import activation
 
     s = layer.spec

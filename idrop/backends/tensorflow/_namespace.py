@@ -1,7 +1,7 @@
 """The TensorFlow adapter's plumbing: the ``xp`` shim over ``keras.ops`` the core runs on, the
 tie-splitting activations, dtype checks, and the seeds and noise draws of the layers.
 
-Imported by :mod:`idrop.backends.tensorflow`, which sets ``KERAS_BACKEND`` first.
+Imported by :mod:`idrop.backends.tensorflow`, which checks the Keras backend first.
 """
 
 from __future__ import annotations

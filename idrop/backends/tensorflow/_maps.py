@@ -1,7 +1,7 @@
 """The two maps of a Keras Information Dropout layer: plain Dense/ConvND calls without the
 ``__call__`` machinery, and the stacked call of twin maps on concatenated kernels.
 
-Imported by :mod:`idrop.backends.tensorflow`, which sets ``KERAS_BACKEND`` first.
+Imported by :mod:`idrop.backends.tensorflow`, which checks the Keras backend first.
 """
 
 from __future__ import annotations

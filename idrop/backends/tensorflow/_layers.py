@@ -1,50 +1,24 @@
-"""TensorFlow / Keras 3 adapter: ``info_dropout`` (functional) and ``InfoDropout`` (a ``keras.Layer``).
+"""The Keras 3 layers of the TensorFlow adapter: ``InfoDropout`` and the baselines that wrap a layer.
 
-Sections, in order: (1) the framework import; the ``xp`` shim (over ``keras.ops``) the
-core runs on, with the seeds and noise draws, is in ``_tensorflow_ops.py``, the maps'
-calls in ``_tensorflow_maps.py`` and the training kernel in ``_tensorflow_kernel.py``;
-(2) the functional ops, which draw noise with
-``tf.random.stateless_*(alg="philox")`` seeded from a ``keras.random.SeedGenerator``
-or an int ``seed=`` unless ``noise=`` is given; (3) the layers and the loss helpers.
-It needs Keras 3 on its TensorFlow backend (``KERAS_BACKEND=tensorflow``).
-
-Example:
-    >>> import numpy as np
-    >>> import keras
-    >>> from idrop.backends.tensorflow import InfoDropout
-    >>> layer = InfoDropout(keras.layers.Dense(256), activation="relu", seed=0)
-    >>> z = layer(np.random.rand(32, 784).astype("float32"), training=True)
-    >>> tuple(z.shape), tuple(layer.kl.shape)
-    ((32, 256), (32,))
+``InfoDropout`` computes its two maps in :mod:`._maps` and the element-wise chain in the
+fused kernel of :mod:`._kernel`; the baselines call the functional ops of :mod:`._functional`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from idrop.backends import missing_framework
+import keras
+from keras import ops
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # only if keras is not imported yet and nothing chose
-
-try:
-    import keras
-    import tensorflow as tf  # noqa: F401 - the framework must be importable; the helpers use it
-    from keras import ops
-except ImportError as err:  # pragma: no cover - exercised in a subprocess test
-    raise missing_framework("tensorflow", "TensorFlow") from err
-
-if keras.backend.backend() != "tensorflow":  # pragma: no cover - needs another KERAS_BACKEND
-    raise ImportError(
-        "idrop.backends.tensorflow requires Keras 3 on its TensorFlow backend; "
-        f"set KERAS_BACKEND=tensorflow before importing keras (found {keras.backend.backend()!r}). "
-        "For JAX use idrop.backends.jax, for PyTorch idrop.backends.torch."
-    )
-
-
-from idrop.backends._tensorflow_kernel import info_dropout_kernel as _info_dropout_kernel
-from idrop.backends._tensorflow_maps import (
+from idrop.backends.tensorflow._functional import (
+    binary_dropout,
+    gaussian_dropout,
+    info_dropout,
+    lognormal_dropout,
+)
+from idrop.backends.tensorflow._kernel import info_dropout_kernel as _info_dropout_kernel
+from idrop.backends.tensorflow._maps import (
     _build,
     _direct,
     _fresh_copy,
@@ -52,24 +26,16 @@ from idrop.backends._tensorflow_maps import (
     _twin_call,
     _twins,
 )
-from idrop.backends._tensorflow_ops import (
+from idrop.backends.tensorflow._namespace import (
     _check_float,
     _compute_dtype,
-    _draw_normal,
-    _draw_uniform,
-    _dtype,
     _layer_activation,
     _seed,
     _tensor,
     xp,
 )
-from idrop.core import functional as _functional
-from idrop.core import noise as _noise
-from idrop.core.kl import kl_divergence
-from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
 from idrop.core.loss import per_sample_kl as _per_sample_kl
-from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
     check_beta,
@@ -79,164 +45,6 @@ from idrop.core.spec import (
     check_same_shape,
     invalid,
 )
-
-__all__ = [
-    "BinaryDropout",
-    "GaussianDropout",
-    "InfoDropout",
-    "LogNormalDropout",
-    "alpha_from_logits",
-    "binary_dropout",
-    "gaussian_dropout",
-    "gaussian_kl",
-    "ib_loss",
-    "info_dropout",
-    "kl_loss",
-    "lognormal_dropout",
-    "xp",
-]
-
-# 1. The array namespace (``xp``), activations, dtype checks, seeds and noise  #
-#    draws live in _tensorflow_ops.py; the two maps' calls in _tensorflow_maps. #
-
-
-# --------------------------------------------------------------------------- #
-# 2. Functional ops.                                                           #
-# --------------------------------------------------------------------------- #
-
-
-def alpha_from_logits(alpha_logits: Any, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> Any:
-    """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
-    spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
-    return _functional.alpha_from_logits(
-        _tensor(alpha_logits), max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp
-    )
-
-
-def info_dropout(
-    f: Any,
-    alpha_logits: Any,
-    *,
-    prior: str = "log-uniform",
-    max_alpha: float = 0.7,
-    alpha_min: float = 1e-3,
-    mean_one: bool = False,
-    zero_units: str = "count",
-    mu: Any = None,
-    sigma: Any = None,
-    training: bool = True,
-    noise: Any = None,
-    seed: Any = None,
-) -> tuple[Any, Any]:
-    r"""Information Dropout of an activation ``f`` given the alpha branch's logits.
-
-    .. math:: z = f\,e^{\alpha\epsilon},\quad \alpha = \alpha_{\min} + \alpha_{\max}\sigma(a),
-        \quad \epsilon\sim\mathcal N(0, 1)
-
-    with the per-unit KL of eq. 3 (log-uniform prior) or eq. 4 (log-normal prior).
-
-    Args:
-        f: the activation ``f(x)`` (floating point, any shape).
-        alpha_logits: the alpha branch's output, same shape as ``f``.
-        prior: ``"log-uniform"`` or ``"log-normal"``.
-        max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
-        mu, sigma: the log-normal prior's parameters (default 0 and 1).
-        training: apply noise (``True``) or return ``f`` (``False``).
-        noise: the standard-normal ``eps`` to use instead of drawing it.
-        seed: a ``keras.random.SeedGenerator`` (advances on each draw; use this in
-            loops and under ``tf.function``) or an int (the same draw every call).
-
-    Returns:
-        ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
-        half-precision inputs.
-    """
-    spec = InfoDropoutSpec(
-        prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
-    )
-    f, alpha_logits = _tensor(f), _tensor(alpha_logits)
-    _check_float("f", f)
-    _check_float("alpha_logits", alpha_logits)
-    check_same_shape(f.shape, alpha_logits.shape)
-    if _dtype(alpha_logits) != _dtype(f):  # torch promotes; TensorFlow does not
-        alpha_logits = ops.cast(alpha_logits, _dtype(f))
-    kl_dtype = _compute_dtype(f)
-    if spec.prior == "log-normal":
-        mu = _tensor(0.0 if mu is None else mu, kl_dtype)
-        sigma = _tensor(1.0 if sigma is None else sigma, kl_dtype)
-    eps = None
-    if training:
-        eps = _draw_normal(f, seed) if noise is None else _tensor(noise, kl_dtype)
-    return _functional.info_dropout(
-        f,
-        alpha_logits,
-        eps,
-        spec=spec,
-        mu=mu,
-        sigma=sigma,
-        training=training,
-        kl_dtype=kl_dtype if kl_dtype != _dtype(f) else None,
-        xp=xp,
-    )
-
-
-def gaussian_kl(mu: Any, scale: Any) -> Any:
-    r"""Per-unit ``KL(N(mu, scale^2) || N(0, 1))``, the VAE's latent term (Sec. 5).
-
-    Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
-    """
-    mu, scale = _tensor(mu), _tensor(scale)
-    _check_float("mu", mu)
-    dtype = _compute_dtype(mu)
-    posterior = GaussianPosterior(ops.cast(mu, dtype), ops.cast(scale, dtype))
-    return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
-
-
-def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
-    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
-    cd = _compute_dtype(f)
-    out = _noise.NOISE_LAWS[law].apply(ops.cast(f, cd), _tensor(raw, cd), xp=xp, **params)
-    return ops.cast(out, _dtype(f))
-
-
-def binary_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
-    """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
-    rate = check_probability("rate", rate)
-    f = _tensor(f)
-    _check_float("f", f)
-    if not training or rate == 0.0:
-        return f
-    if noise is None:
-        noise = _draw_uniform(f, seed)
-    return _baseline("binary", f, noise, rate=rate)
-
-
-def gaussian_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
-    """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
-    rate = check_probability("rate", rate)
-    f = _tensor(f)
-    _check_float("f", f)
-    if not training or rate == 0.0:
-        return f
-    eps = _draw_normal(f, seed) if noise is None else noise
-    return _baseline("gaussian", f, eps, rate=rate)
-
-
-def lognormal_dropout(
-    f: Any, alpha: float = 0.7, *, mean_one: bool = False, training: bool = True, noise: Any = None, seed: Any = None
-) -> Any:
-    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
-    alpha = check_nonnegative("alpha", alpha)
-    f = _tensor(f)
-    _check_float("f", f)
-    if not training:
-        return f
-    eps = _draw_normal(f, seed) if noise is None else noise
-    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
-
-
-# --------------------------------------------------------------------------- #
-# 3. Layers and losses.                                                        #
-# --------------------------------------------------------------------------- #
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -520,37 +328,3 @@ class LogNormalDropout(_NoisyMap):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "mean_one": self.mean_one}
-
-
-def _kl_per_sample(model: keras.Layer, dtype: str | None = None) -> list[Any]:
-    """Every InfoDropout sublayer's ``.kl``, in one float dtype (float32, or float64 if any is)."""
-    kls = [
-        m.kl
-        for m in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(m, InfoDropout) and m.kl is not None
-    ]
-    if dtype is None:
-        dtype = "float64" if any(_dtype(k) == "float64" for k in kls) else "float32"
-    return [ops.cast(k, dtype) for k in kls]
-
-
-def kl_loss(model: keras.Layer, n_train: int) -> Any:
-    r"""``sum over InfoDropout layers of mean(layer.kl) / n_train`` from the last call (eq. 5)."""
-    kls = _kl_per_sample(model)
-    if not kls:
-        zero = ops.zeros((), dtype="float32")
-        _kl_term([zero], n_train=n_train, xp=xp)  # validates n_train all the same
-        return zero
-    return _kl_term(kls, n_train=n_train, xp=xp)
-
-
-def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> Any:
-    r"""The Information Bottleneck loss ``task_loss + beta * kl_loss(model, n_train)`` (eq. 5).
-
-    Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
-    layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
-    """
-    task_loss = _tensor(task_loss)
-    dtype = _compute_dtype(task_loss)
-    kls = _kl_per_sample(model, dtype) or [ops.zeros((), dtype=dtype)]
-    return _ib_loss(ops.cast(task_loss, dtype), kls, beta=beta, n_train=n_train, xp=xp)

@@ -1,0 +1,157 @@
+"""The functional ops of the TensorFlow adapter: Information Dropout, its baselines and the Gaussian KL.
+
+Each draws its noise with ``tf.random.stateless_*(alg="philox")`` seeded from a
+``keras.random.SeedGenerator`` or an int ``seed=`` unless ``noise=`` is given, and computes
+the core's formulas (:mod:`idrop.core.functional`, :mod:`idrop.core.noise`, :mod:`idrop.core.kl`)
+on the adapter's namespace :data:`idrop.backends.tensorflow._namespace.xp`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras import ops
+
+from idrop.backends.tensorflow._namespace import (
+    _check_float,
+    _compute_dtype,
+    _draw_normal,
+    _draw_uniform,
+    _dtype,
+    _tensor,
+    xp,
+)
+from idrop.core import functional as _functional
+from idrop.core import noise as _noise
+from idrop.core.kl import kl_divergence
+from idrop.core.priors import GaussianPosterior, StandardNormalPrior
+from idrop.core.spec import InfoDropoutSpec, check_nonnegative, check_probability, check_same_shape
+
+
+def alpha_from_logits(alpha_logits: Any, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> Any:
+    """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
+    spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
+    return _functional.alpha_from_logits(
+        _tensor(alpha_logits), max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp
+    )
+
+
+def info_dropout(
+    f: Any,
+    alpha_logits: Any,
+    *,
+    prior: str = "log-uniform",
+    max_alpha: float = 0.7,
+    alpha_min: float = 1e-3,
+    mean_one: bool = False,
+    zero_units: str = "count",
+    mu: Any = None,
+    sigma: Any = None,
+    training: bool = True,
+    noise: Any = None,
+    seed: Any = None,
+) -> tuple[Any, Any]:
+    r"""Information Dropout of an activation ``f`` given the alpha branch's logits.
+
+    .. math:: z = f\,e^{\alpha\epsilon},\quad \alpha = \alpha_{\min} + \alpha_{\max}\sigma(a),
+        \quad \epsilon\sim\mathcal N(0, 1)
+
+    with the per-unit KL of eq. 3 (log-uniform prior) or eq. 4 (log-normal prior).
+
+    Args:
+        f: the activation ``f(x)`` (floating point, any shape).
+        alpha_logits: the alpha branch's output, same shape as ``f``.
+        prior: ``"log-uniform"`` or ``"log-normal"``.
+        max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
+        mu, sigma: the log-normal prior's parameters (default 0 and 1).
+        training: apply noise (``True``) or return ``f`` (``False``).
+        noise: the standard-normal ``eps`` to use instead of drawing it.
+        seed: a ``keras.random.SeedGenerator`` (advances on each draw; use this in
+            loops and under ``tf.function``) or an int (the same draw every call).
+
+    Returns:
+        ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
+        half-precision inputs.
+    """
+    spec = InfoDropoutSpec(
+        prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
+    )
+    f, alpha_logits = _tensor(f), _tensor(alpha_logits)
+    _check_float("f", f)
+    _check_float("alpha_logits", alpha_logits)
+    check_same_shape(f.shape, alpha_logits.shape)
+    if _dtype(alpha_logits) != _dtype(f):  # torch promotes; TensorFlow does not
+        alpha_logits = ops.cast(alpha_logits, _dtype(f))
+    kl_dtype = _compute_dtype(f)
+    if spec.prior == "log-normal":
+        mu = _tensor(0.0 if mu is None else mu, kl_dtype)
+        sigma = _tensor(1.0 if sigma is None else sigma, kl_dtype)
+    eps = None
+    if training:
+        eps = _draw_normal(f, seed) if noise is None else _tensor(noise, kl_dtype)
+    return _functional.info_dropout(
+        f,
+        alpha_logits,
+        eps,
+        spec=spec,
+        mu=mu,
+        sigma=sigma,
+        training=training,
+        kl_dtype=kl_dtype if kl_dtype != _dtype(f) else None,
+        xp=xp,
+    )
+
+
+def gaussian_kl(mu: Any, scale: Any) -> Any:
+    r"""Per-unit ``KL(N(mu, scale^2) || N(0, 1))``, the VAE's latent term (Sec. 5).
+
+    Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
+    """
+    mu, scale = _tensor(mu), _tensor(scale)
+    _check_float("mu", mu)
+    dtype = _compute_dtype(mu)
+    posterior = GaussianPosterior(ops.cast(mu, dtype), ops.cast(scale, dtype))
+    return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
+
+
+def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
+    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
+    cd = _compute_dtype(f)
+    out = _noise.NOISE_LAWS[law].apply(ops.cast(f, cd), _tensor(raw, cd), xp=xp, **params)
+    return ops.cast(out, _dtype(f))
+
+
+def binary_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
+    """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
+    rate = check_probability("rate", rate)
+    f = _tensor(f)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    if noise is None:
+        noise = _draw_uniform(f, seed)
+    return _baseline("binary", f, noise, rate=rate)
+
+
+def gaussian_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
+    """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
+    rate = check_probability("rate", rate)
+    f = _tensor(f)
+    _check_float("f", f)
+    if not training or rate == 0.0:
+        return f
+    eps = _draw_normal(f, seed) if noise is None else noise
+    return _baseline("gaussian", f, eps, rate=rate)
+
+
+def lognormal_dropout(
+    f: Any, alpha: float = 0.7, *, mean_one: bool = False, training: bool = True, noise: Any = None, seed: Any = None
+) -> Any:
+    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
+    alpha = check_nonnegative("alpha", alpha)
+    f = _tensor(f)
+    _check_float("f", f)
+    if not training:
+        return f
+    eps = _draw_normal(f, seed) if noise is None else noise
+    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
