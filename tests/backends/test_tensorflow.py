@@ -397,14 +397,49 @@ def test_custom_gradient_matches_autodiff(make, x_shape, z_shape, options, jit):
         np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10, err_msg=v.path)
 
 
-def test_relu_tie_gradient_is_one_half():
-    layer = InfoDropout(L.Dense(2, kernel_initializer="zeros", dtype="float64"), seed=0)  # h == 0 exactly
-    x = tf.ones((1, 3), "float64")
+@pytest.mark.parametrize("units", [2, 300])  # op by op, and inside the kernel's own XLA program
+def test_relu_gradient_at_zero_is_zero(units):
+    """ReLU'(0) = 0 in training and evaluation (DESIGN.md section 1), as tf.nn.relu has it."""
+    layer = InfoDropout(L.Dense(units, kernel_initializer="zeros", dtype="float64"), seed=0, eval_kl=True)
+    x = tf.ones((128, 3), "float64")  # h == 0 exactly
     for training in (True, False):
         with tf.GradientTape() as tape:
-            z = layer(x, training=training, noise=tf.zeros((1, 2), "float64"))
-        g = tape.gradient(z, layer.layer.bias)
-        np.testing.assert_allclose(g, [0.5, 0.5])
+            z = layer(x, training=training, noise=tf.zeros((128, units), "float64"))
+            loss = tf.reduce_sum(z)
+        np.testing.assert_array_equal(tape.gradient(loss, layer.layer.bias), np.zeros(units))
+
+
+def test_the_log_floor_passes_no_gradient():
+    """f = softplus(-30) is below the 1e-4 floor: the log-normal KL does not depend on h there."""
+    dense = L.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(-30.0), dtype="float64")
+    layer = InfoDropout(dense, activation="softplus", eval_kl=True)
+    x = tf.ones((2, 4), "float64")
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            layer(x, training=training, noise=tf.zeros((2, 3), "float64"))
+            kl = tf.reduce_sum(layer.kl)
+        np.testing.assert_array_equal(tape.gradient(kl, layer.layer.bias), np.zeros(3))
+
+
+def test_softplus_slope_at_zero_is_one_half():
+    """logaddexp's tie: softplus'(0) = sigmoid(0) = 1/2 (tf.maximum + tf.abs would give 1)."""
+    from idrop.backends.tensorflow._namespace import xp
+    from idrop.core._xp import softplus
+
+    h = tf.constant([0.0, -1.0, 2.0], "float64")
+    with tf.GradientTape() as tape:
+        tape.watch(h)
+        y = softplus(h, xp=xp)
+    np.testing.assert_allclose(y, np.logaddexp(h.numpy(), 0), rtol=1e-15)
+    np.testing.assert_allclose(tape.gradient(y, h), 1 / (1 + np.exp(-h.numpy())), rtol=1e-15)
+
+
+def test_namespace_is_over_tensors():
+    from idrop.backends.tensorflow._namespace import xp
+
+    t = tf.constant([1.0, 2.0], "float64")
+    for like in (xp.zeros_like(t), xp.ones_like(t)):
+        assert isinstance(like, tf.Tensor) and like.dtype == tf.float64 and like.shape == (2,)
 
 
 @pytest.mark.parametrize("units", [3, 300])  # op by op, and inside the kernel's own XLA program

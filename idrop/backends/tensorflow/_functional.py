@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras import ops
+import tensorflow as tf
 
 from idrop.backends.tensorflow._namespace import (
-    _check_float,
-    _compute_dtype,
-    _draw_normal,
-    _draw_uniform,
-    _dtype,
-    _tensor,
+    check_float,
+    compute_dtype,
+    draw_normal,
+    draw_uniform,
+    dtype_name,
+    tensor,
     xp,
 )
 from idrop.core import functional as _functional
@@ -32,7 +32,7 @@ def alpha_from_logits(alpha_logits: Any, *, max_alpha: float = 0.7, alpha_min: f
     """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
     spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
     return _functional.alpha_from_logits(
-        _tensor(alpha_logits), max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp
+        tensor(alpha_logits), max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp
     )
 
 
@@ -76,19 +76,19 @@ def info_dropout(
     spec = InfoDropoutSpec(
         prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
     )
-    f, alpha_logits = _tensor(f), _tensor(alpha_logits)
-    _check_float("f", f)
-    _check_float("alpha_logits", alpha_logits)
+    f, alpha_logits = tensor(f), tensor(alpha_logits)
+    check_float("f", f)
+    check_float("alpha_logits", alpha_logits)
     check_same_shape(f.shape, alpha_logits.shape)
-    if _dtype(alpha_logits) != _dtype(f):  # torch promotes; TensorFlow does not
-        alpha_logits = ops.cast(alpha_logits, _dtype(f))
-    kl_dtype = _compute_dtype(f)
+    if dtype_name(alpha_logits) != dtype_name(f):  # torch promotes; TensorFlow does not
+        alpha_logits = tf.cast(alpha_logits, dtype_name(f))
+    kl_dtype = compute_dtype(f)
     if spec.prior == "log-normal":
-        mu = _tensor(0.0 if mu is None else mu, kl_dtype)
-        sigma = _tensor(1.0 if sigma is None else sigma, kl_dtype)
+        mu = tensor(0.0 if mu is None else mu, kl_dtype)
+        sigma = tensor(1.0 if sigma is None else sigma, kl_dtype)
     eps = None
     if training:
-        eps = _draw_normal(f, seed) if noise is None else _tensor(noise, kl_dtype)
+        eps = draw_normal(f, seed) if noise is None else tensor(noise, kl_dtype)
     return _functional.info_dropout(
         f,
         alpha_logits,
@@ -97,7 +97,7 @@ def info_dropout(
         mu=mu,
         sigma=sigma,
         training=training,
-        kl_dtype=kl_dtype if kl_dtype != _dtype(f) else None,
+        kl_dtype=kl_dtype if kl_dtype != dtype_name(f) else None,
         xp=xp,
     )
 
@@ -107,40 +107,40 @@ def gaussian_kl(mu: Any, scale: Any) -> Any:
 
     Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
     """
-    mu, scale = _tensor(mu), _tensor(scale)
-    _check_float("mu", mu)
-    dtype = _compute_dtype(mu)
-    posterior = GaussianPosterior(ops.cast(mu, dtype), ops.cast(scale, dtype))
+    mu, scale = tensor(mu), tensor(scale)
+    check_float("mu", mu)
+    dtype = compute_dtype(mu)
+    posterior = GaussianPosterior(tf.cast(mu, dtype), tf.cast(scale, dtype))
     return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
 
 
 def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
     """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
-    cd = _compute_dtype(f)
-    out = _noise.NOISE_LAWS[law].apply(ops.cast(f, cd), _tensor(raw, cd), xp=xp, **params)
-    return ops.cast(out, _dtype(f))
+    cd = compute_dtype(f)
+    out = _noise.NOISE_LAWS[law].apply(tf.cast(f, cd), tensor(raw, cd), xp=xp, **params)
+    return tf.cast(out, dtype_name(f))
 
 
 def binary_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    f = _tensor(f)
-    _check_float("f", f)
+    f = tensor(f)
+    check_float("f", f)
     if not training or rate == 0.0:
         return f
     if noise is None:
-        noise = _draw_uniform(f, seed)
+        noise = draw_uniform(f, seed)
     return _baseline("binary", f, noise, rate=rate)
 
 
 def gaussian_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    f = _tensor(f)
-    _check_float("f", f)
+    f = tensor(f)
+    check_float("f", f)
     if not training or rate == 0.0:
         return f
-    eps = _draw_normal(f, seed) if noise is None else noise
+    eps = draw_normal(f, seed) if noise is None else noise
     return _baseline("gaussian", f, eps, rate=rate)
 
 
@@ -149,9 +149,9 @@ def lognormal_dropout(
 ) -> Any:
     """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
     alpha = check_nonnegative("alpha", alpha)
-    f = _tensor(f)
-    _check_float("f", f)
+    f = tensor(f)
+    check_float("f", f)
     if not training:
         return f
-    eps = _draw_normal(f, seed) if noise is None else noise
+    eps = draw_normal(f, seed) if noise is None else noise
     return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)

@@ -1,10 +1,10 @@
-"""The custom-gradient kernel of :class:`idrop.backends.tensorflow.InfoDropout`'s element-wise chain.
+"""The fused training kernel of :class:`idrop.backends.tensorflow.InfoDropout`'s element-wise chain.
 
 ``activation -> alpha -> noise -> z`` and the per-sample KL as one ``tf.custom_gradient``:
 the forward pass is :func:`idrop.core.functional.info_dropout`, the backward pass
-:func:`idrop.core.vjp.info_dropout_vjp`, both on plain ``tf`` ops (:data:`TF`), so the
-tape keeps only the pre-activation ``h``, the alpha logits and the noise ``eps``
-instead of every intermediate of the chain.
+:func:`idrop.core.vjp.info_dropout_vjp` and :func:`idrop.core.vjp.activation_vjp`, both on
+the adapter's namespace :data:`._namespace.xp`, so the tape keeps only the pre-activation
+``h``, the alpha logits and the noise ``eps`` instead of every intermediate of the chain.
 
 The noise is drawn in the forward body from a seed (or given) and kept, not
 regenerated from the seed in the backward body: a second Philox draw costs as much
@@ -21,84 +21,18 @@ from typing import Any
 
 import tensorflow as tf
 
+from idrop.backends.tensorflow._namespace import xp
 from idrop.core import functional as _functional
 from idrop.core._xp import activation as _activation
 from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import InfoDropoutSpec
-from idrop.core.vjp import info_dropout_vjp
+from idrop.core.vjp import activation_vjp, info_dropout_vjp
 
 #: Elements from which an un-jitted caller runs the chain as its own XLA program.
 XLA_MIN_SIZE = 1 << 15
 
 
-def _logaddexp(x1: Any, x2: Any) -> Any:
-    """``keras.ops.logaddexp`` less its NaN branch (NaN inputs give NaN either way)."""
-    if isinstance(x2, float) and x2 == 0.0:  # softplus(x1): zeros_like is the scalar 0 here
-        return tf.maximum(x1, 0.0) + tf.math.log1p(tf.exp(-tf.abs(x1)))
-    return tf.maximum(x1, x2) + tf.math.log1p(tf.exp(-tf.abs(x1 - x2)))
-
-
-def _where(cond: Any, x1: Any, x2: Any) -> Any:
-    """``tf.where`` with Python scalars in the dtype of the other operand."""
-    if isinstance(x1, float):
-        x1 = tf.constant(x1, x2.dtype)
-    if isinstance(x2, float):
-        x2 = tf.constant(x2, x1.dtype)
-    return tf.where(cond, x1, x2)
-
-
-class _TFNamespace:
-    """The core's array names on plain ``tf`` ops, for code the tape never differentiates.
-
-    ``zeros_like``/``ones_like`` give the Python scalars 0.0/1.0, which every use in
-    ``info_dropout`` and ``info_dropout_vjp`` broadcasts: one kernel launch fewer each
-    in eager mode (the kernel always passes both cotangents, so none is returned as is).
-    """
-
-    exp = staticmethod(tf.exp)
-    sigmoid = staticmethod(tf.sigmoid)  # optional protocol name: one fused op instead of exp(-softplus(-a))
-    expm1 = staticmethod(tf.math.expm1)
-    log = staticmethod(tf.math.log)
-    log1p = staticmethod(tf.math.log1p)
-    logaddexp = staticmethod(_logaddexp)
-    maximum = staticmethod(tf.maximum)
-    sqrt = staticmethod(tf.sqrt)
-    square = staticmethod(tf.square)
-    where = staticmethod(_where)
-    asarray = staticmethod(tf.convert_to_tensor)
-
-    @staticmethod
-    def zeros_like(x: Any) -> float:
-        return 0.0
-
-    @staticmethod
-    def ones_like(x: Any) -> float:
-        return 1.0
-
-    @staticmethod
-    def astype(x: Any, dtype: Any) -> Any:
-        return tf.cast(x, dtype)
-
-    @staticmethod
-    def sum(x: Any, axis: Any = None) -> Any:
-        return tf.reduce_sum(x, axis=axis)
-
-    @staticmethod
-    def mean(x: Any, axis: Any = None) -> Any:
-        return tf.reduce_mean(x, axis=axis)
-
-
-TF = _TFNamespace()
-
-
-def _activation_grad(name: str, h: Any) -> Any:
-    """``act'(h)``: relu's is 1/2 at 0 (torch's, JAX's and the reference's tie), softplus' ``sigmoid(h)``."""
-    if name == "relu":
-        return 0.5 * (tf.sign(h) + 1.0)
-    return tf.sigmoid(h)
-
-
-def _build(spec: InfoDropoutSpec, kl_dtype: str) -> Callable[..., Any]:
+def _build(spec: InfoDropoutSpec, kl_dtype: str, batched: bool) -> Callable[..., Any]:
     """The kernel ``(h, a, noise[, mu, sigma]) -> (z, per-sample kl)`` for one spec and KL dtype."""
     lognormal = spec.prior == "log-normal"
 
@@ -107,25 +41,27 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str) -> Callable[..., Any]:
             eps = tf.random.stateless_normal(tf.shape(h), seed=noise, dtype=kl_dtype, alg="philox")
         else:
             eps = tf.cast(noise, kl_dtype)
-        f = _activation(spec.activation, h, xp=TF)
+        f = _activation(spec.activation, h, xp=xp)
         if a.dtype != f.dtype:
             a = tf.cast(a, f.dtype)
         mu, sigma = prior if lognormal else (0.0, 1.0)
         half = kl_dtype != f.dtype.name
         z, kl = _functional.info_dropout(
-            f, a, eps, spec=spec, mu=mu, sigma=sigma, kl_dtype=kl_dtype if half else None, xp=TF
+            f, a, eps, spec=spec, mu=mu, sigma=sigma, kl_dtype=kl_dtype if half else None, xp=xp
         )
-        return z, _per_sample_kl(kl, xp=TF), eps
+        return z, _per_sample_kl(kl, batched=batched, xp=xp), eps
 
     def backward(h: Any, a: Any, eps: Any, gz: Any, gkl: Any, *prior: Any) -> tuple[Any, ...]:
         h32 = tf.cast(h, kl_dtype)
-        f = _activation(spec.activation, h32, xp=TF)
-        gkl = tf.reshape(tf.cast(gkl, kl_dtype), [-1] + [1] * (h.shape.rank - 1))
+        f = _activation(spec.activation, h32, xp=xp)
+        gkl = tf.cast(gkl, kl_dtype)
+        if batched:  # one cotangent per sample, over that sample's units
+            gkl = tf.reshape(gkl, [-1] + [1] * (h.shape.rank - 1))
         mu, sigma = prior if lognormal else (0.0, 1.0)
         g = info_dropout_vjp(
-            f, tf.cast(a, kl_dtype), eps, tf.cast(gz, kl_dtype), gkl, spec=spec, mu=mu, sigma=sigma, xp=TF
+            f, tf.cast(a, kl_dtype), eps, tf.cast(gz, kl_dtype), gkl, spec=spec, mu=mu, sigma=sigma, xp=xp
         )
-        g_h = tf.cast(g.f * _activation_grad(spec.activation, h32), h.dtype)
+        g_h = tf.cast(activation_vjp(spec.activation, h32, g.f, xp=xp), h.dtype)
         out = (g_h, tf.cast(g.alpha_logits, a.dtype))
         if lognormal:
             out += (tf.reduce_sum(g.mu), tf.reduce_sum(g.sigma))
@@ -139,15 +75,15 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str) -> Callable[..., Any]:
         n = h.shape.num_elements()
         xla = n is None or n >= XLA_MIN_SIZE
         # stop_gradient: the eager tape must not record (and keep) the forward's intermediates.
-        h, a, noise, *prior = (tf.stop_gradient(t) for t in (h, a, noise, *prior))
-        z, kl, eps = (xla_forward if xla else forward)(h, a, noise, *prior)
+        h0, a0, noise0, *prior0 = (tf.stop_gradient(t) for t in (h, a, noise, *prior))
+        z, kl, eps = (xla_forward if xla else forward)(h0, a0, noise0, *prior0)
         # Only shapes and dtypes for the missing cotangents: closing over z or kl would keep them alive.
         z_like, kl_like = (tf.shape(z), z.dtype), (tf.shape(kl), kl.dtype)
 
         def grad(gz: Any, gkl: Any) -> tuple[Any, ...]:
             gz = tf.zeros(*z_like) if gz is None else gz
             gkl = tf.zeros(*kl_like) if gkl is None else gkl
-            g = (xla_backward if xla else backward)(h, a, eps, gz, gkl, *prior)
+            g = (xla_backward if xla else backward)(h0, a0, eps, gz, gkl, *prior0)
             return (g[0], g[1], None, *g[2:])
 
         return (z, kl), grad
@@ -161,11 +97,12 @@ _KERNELS: dict[tuple[InfoDropoutSpec, str, int], Callable[..., Any]] = {}
 def info_dropout_kernel(spec: InfoDropoutSpec, kl_dtype: str, rank: int) -> Callable[..., Any]:
     """The (cached) kernel ``(h, a, noise[, mu, sigma]) -> (z, kl)`` of ``spec`` (activation included).
 
-    ``h`` is the pre-activation; ``noise`` the standard normals ``eps`` (any float dtype) or
-    an ``int32[2]`` seed of ``tf.random.stateless_normal(alg="philox")``, drawn in ``kl_dtype``;
+    ``h`` is the pre-activation, of ``rank`` dimensions (1: one sample without a batch axis,
+    whose KL is 0-d); ``noise`` the standard normals ``eps`` (any float dtype) or an
+    ``int32[2]`` seed of ``tf.random.stateless_normal(alg="philox")``, drawn in ``kl_dtype``;
     ``mu``/``sigma`` scalar tensors for the log-normal prior only; ``kl`` is per sample, in ``kl_dtype``.
     """
     key = (spec, kl_dtype, rank)  # one per rank: reduce_retracing would otherwise forget the rank
     if key not in _KERNELS:
-        _KERNELS[key] = _build(spec, kl_dtype)
+        _KERNELS[key] = _build(spec, kl_dtype, batched=rank > 1)
     return _KERNELS[key]

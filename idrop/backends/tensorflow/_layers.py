@@ -27,13 +27,13 @@ from idrop.backends.tensorflow._maps import (
     _twins,
 )
 from idrop.backends.tensorflow._namespace import (
-    _check_float,
-    _compute_dtype,
-    _layer_activation,
-    _seed,
-    _tensor,
+    check_float,
+    compute_dtype,
+    seed_words,
+    tensor,
     xp,
 )
+from idrop.core._xp import activation as _activation
 from idrop.core.loss import kl_term as _kl_term
 from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import (
@@ -81,7 +81,7 @@ class _NoisyMap(keras.layers.Layer):
         # Checked here, not in call(): Keras rewrites the messages of errors raised
         # inside call(), and the message must be the same in every backend.
         if hasattr(x, "dtype"):
-            _check_float("x", x)
+            check_float("x", x)
         return super().__call__(x, *args, **kwargs)
 
     def build(self, input_shape: tuple) -> None:
@@ -92,12 +92,12 @@ class _NoisyMap(keras.layers.Layer):
 
     def activation_of(self, x: Any) -> Any:
         """``f(x) = act(norm(layer(x)))``, after checking that ``x`` is floating point."""
-        x = _tensor(x)
-        _check_float("x", x)
+        x = tensor(x)
+        check_float("x", x)
         h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
         if self.norm is not None:
             h = self.norm(h)
-        return _layer_activation(self.activation, h)
+        return _activation(self.activation, h, xp=xp)
 
     def get_config(self) -> dict[str, Any]:
         ser = keras.saving.serialize_keras_object
@@ -206,8 +206,8 @@ class InfoDropout(_NoisyMap):
 
     def _maps(self, x: Any) -> tuple[Any, Any]:
         """``(norm(layer(x)), alpha_layer(x))``: one op on the concatenated kernels when they allow it."""
-        x = _tensor(x)
-        _check_float("x", x)
+        x = tensor(x)
+        check_float("x", x)
         if getattr(self, "_twin_maps", False):
             h, alpha_logits = _twin_call(self.layer, self.alpha_layer, x)
         else:
@@ -225,13 +225,13 @@ class InfoDropout(_NoisyMap):
         check_same_shape(h.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
         if training:
-            kl_dtype = _compute_dtype(h)
-            noise = _seed(self.seed_generator) if noise is None else _tensor(noise, kl_dtype)
+            kl_dtype = compute_dtype(h)
+            noise = seed_words(self.seed_generator) if noise is None else tensor(noise, kl_dtype)
             prior = (ops.cast(self.mu, kl_dtype), ops.cast(self.sigma, kl_dtype)) if lognormal else ()
             z, self.kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
         else:
             z, kl = info_dropout(
-                _layer_activation(self.activation, h),
+                _activation(self.activation, h, xp=xp),
                 alpha_logits,
                 **self.spec.kl_options,
                 training=False,

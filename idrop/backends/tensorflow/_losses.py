@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from idrop.backends.tensorflow._layers import InfoDropout
-from idrop.backends.tensorflow._namespace import _compute_dtype, _dtype, _tensor, xp
+from idrop.backends.tensorflow._namespace import compute_dtype, dtype_name, tensor, xp
 from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
 
@@ -21,7 +21,7 @@ def _kl_per_sample(model: keras.Layer, dtype: str | None = None) -> list[Any]:
         if isinstance(m, InfoDropout) and m.kl is not None
     ]
     if dtype is None:
-        dtype = "float64" if any(_dtype(k) == "float64" for k in kls) else "float32"
+        dtype = "float64" if any(dtype_name(k) == "float64" for k in kls) else "float32"
     return [ops.cast(k, dtype) for k in kls]
 
 
@@ -41,7 +41,7 @@ def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> An
     Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
     layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
     """
-    task_loss = _tensor(task_loss)
-    dtype = _compute_dtype(task_loss)
+    task_loss = tensor(task_loss)
+    dtype = compute_dtype(task_loss)
     kls = _kl_per_sample(model, dtype) or [ops.zeros((), dtype=dtype)]
     return _ib_loss(ops.cast(task_loss, dtype), kls, beta=beta, n_train=n_train, xp=xp)
