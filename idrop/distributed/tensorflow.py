@@ -19,10 +19,6 @@ replicas draw different noise with no extra call.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 try:
     import keras
     import tensorflow as tf

@@ -18,23 +18,21 @@ Example:
 
 from __future__ import annotations
 
-import os
-
 from idrop.backends import missing_framework
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # only if keras is not imported yet and nothing chose
-
+# Nothing here touches os.environ: which Keras backend runs, and how much TensorFlow logs,
+# are the user's choices, made before Keras is imported.
 try:
     import keras
     import tensorflow as tf  # noqa: F401 - the framework must be importable; the helpers use it
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("tensorflow", "TensorFlow") from err
 
-if keras.backend.backend() != "tensorflow":  # pragma: no cover - needs another KERAS_BACKEND
+if keras.backend.backend() != "tensorflow":  # tested in a subprocess (tests/backends/test_tensorflow_import.py)
     raise ImportError(
-        "idrop.backends.tensorflow requires Keras 3 on its TensorFlow backend; "
-        f"set KERAS_BACKEND=tensorflow before importing keras (found {keras.backend.backend()!r}). "
+        "idrop.backends.tensorflow requires Keras 3 on its TensorFlow backend, but Keras runs on "
+        f"{keras.backend.backend()!r} (from the KERAS_BACKEND environment variable or ~/.keras/keras.json). "
+        "Set KERAS_BACKEND=tensorflow before Python imports keras, e.g. `KERAS_BACKEND=tensorflow python train.py`. "
         "For JAX use idrop.backends.jax, for PyTorch idrop.backends.torch."
     )
 
