@@ -200,6 +200,8 @@ def test_half_precision_layer(dtype):
 def test_save_and_load_keras_file(tmp_path):
     inputs = keras.Input((6, 6, 3))
     h = InfoDropout(L.Conv2D(4, 3), activation="softplus", norm=L.BatchNormalization(), name="id", seed=3)(inputs)
+    h = LogNormalDropout(L.Conv2D(4, 1), alpha=0.2, name="ln")(h)
+    h = GaussianDropout(L.Conv2D(4, 1), activation="softplus", rate=0.1, name="gd")(h)
     model = keras.Model(inputs, BinaryDropout(L.Dense(2), rate=0.3, name="bd")(L.Flatten()(h)))
     layer = model.get_layer("id")
     layer.mu.assign(0.3)
@@ -208,11 +210,46 @@ def test_save_and_load_keras_file(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     twin = loaded.get_layer("id")
     assert float(twin.mu) == pytest.approx(0.3) and float(twin.sigma) == pytest.approx(np.exp(0.2))
+    assert twin.norm is not None and twin.alpha_layer.kernel is not twin.layer.kernel
     x, eps = _rand(2, 6, 6, 3), _rand(2, 4, 4, 4, seed=1)
     np.testing.assert_array_equal(loaded(x), model(x))
     np.testing.assert_array_equal(twin(x, training=True, noise=eps), layer(x, training=True, noise=eps))
     np.testing.assert_array_equal(twin.kl, layer.kl)
-    assert json.loads(json.dumps(twin.get_config())) == json.loads(json.dumps(layer.get_config()))  # tuples: lists
+    for name in ("id", "ln", "gd", "bd"):  # tuples become lists in JSON
+        assert json.loads(json.dumps(loaded.get_layer(name).get_config())) == json.loads(
+            json.dumps(model.get_layer(name).get_config())
+        )
+
+
+@pytest.mark.parametrize("cls", [InfoDropout, BinaryDropout, GaussianDropout, LogNormalDropout])
+def test_layers_are_keras_wrappers(cls):
+    layer = cls(L.Dense(3, name="inner"), name="outer", trainable=False, dtype="float64")
+    assert isinstance(layer, keras.layers.Wrapper) and layer.layer.name == "inner"
+    config = layer.get_config()
+    assert config["layer"]["class_name"] == "Dense" and config["trainable"] is False
+    clone = cls.from_config(config)
+    assert clone.layer.name == "inner" and clone.name == "outer" and clone.compute_dtype == "float64"
+    assert not clone.trainable
+    assert tuple(clone(tf.ones((2, 4), "float64")).shape) == (2, 3) and clone.layer.built
+
+
+@pytest.mark.parametrize("cls", [InfoDropout, BinaryDropout, GaussianDropout, LogNormalDropout])
+def test_a_layer_with_its_own_activation_is_refused(cls):
+    """Dense(relu) wrapped with softplus computed softplus(relu(h)); now it is refused."""
+    with pytest.raises(ValueError, match="argument `layer`") as info:
+        cls(L.Dense(3, activation="relu"), activation="softplus")
+    assert "Received: layer=Dense with activation='relu'" in str(info.value)
+    assert cls(L.Dense(3, activation="linear")).layer.activation is keras.activations.linear
+
+
+@pytest.mark.parametrize("cls", [InfoDropout, BinaryDropout, GaussianDropout, LogNormalDropout])
+def test_unknown_keyword_arguments(cls):
+    for name in ("max_alpah", "autocast", "kernel_size"):
+        with pytest.raises(TypeError) as info:
+            cls(L.Dense(3), **{name: 1})
+        assert str(info.value) == f"{cls.__name__}() got an unexpected keyword argument '{name}'"
+    layer = cls(L.Dense(3), name="n", dtype="float64", trainable=False, activity_regularizer="l2")
+    assert (layer.name, layer.compute_dtype, layer.trainable) == ("n", "float64", False)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ fused kernel of :mod:`._kernel`; the baselines call the functional ops of :mod:`
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -40,10 +41,12 @@ from idrop.core.spec import (
     InfoDropoutSpec,
     check_beta,
     check_n_train,
+    check_no_activation,
     check_nonnegative,
     check_probability,
     check_same_shape,
     invalid,
+    unexpected_keyword,
 )
 
 
@@ -53,8 +56,31 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-class _NoisyMap(keras.layers.Layer):
-    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share."""
+#: What ``keras.layers.Layer.__init__`` accepts besides its own keyword-only arguments (Keras 3.15,
+#: ``keras.src.layers.layer.Layer.__init__`` pops these two from ``**kwargs``).
+_LEGACY_LAYER_KWARGS = ("input_dim", "input_shape")
+#: ``keras.Layer`` keyword arguments the wrappers pass on (``autocast`` is theirs to set: see ``__init__``).
+_LAYER_KWARGS = frozenset(
+    name
+    for name, p in inspect.signature(keras.layers.Layer.__init__).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "autocast"
+).union(_LEGACY_LAYER_KWARGS)
+
+
+def _activation_name(layer: keras.Layer) -> str | None:
+    """The name of the activation ``layer`` applies itself (``None`` if it has none or a linear one)."""
+    act = getattr(layer, "activation", None)
+    if act is None or act is keras.activations.linear:
+        return None
+    return getattr(act, "__name__", type(act).__name__)
+
+
+class _NoisyMap(keras.layers.Wrapper):
+    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share.
+
+    A ``keras.layers.Wrapper``: Keras builds ``layer`` and (de)serialises it; the subclasses add
+    ``norm`` and their own options to the config.
+    """
 
     def __init__(
         self,
@@ -65,13 +91,16 @@ class _NoisyMap(keras.layers.Layer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
+        for name in kwargs:
+            if name not in _LAYER_KWARGS:  # Keras would say it in other words (and as a ValueError)
+                raise unexpected_keyword(type(self).__name__, name)
+        check_no_activation(type(layer).__name__, _activation_name(layer))
         kwargs.setdefault("dtype", layer.dtype_policy)
-        super().__init__(**kwargs)
+        super().__init__(layer, **kwargs)
         # The wrapped maps cast their own inputs. Our own autocast would also cast the
         # `noise=` keyword to float16 under mixed precision; the noise stays float32.
         self.autocast = False
         self.activation = InfoDropoutSpec(activation=activation).activation
-        self.layer = layer
         self.norm = norm
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -85,7 +114,8 @@ class _NoisyMap(keras.layers.Layer):
         return super().__call__(x, *args, **kwargs)
 
     def build(self, input_shape: tuple) -> None:
-        _build(self.norm, _build(self.layer, input_shape))
+        super().build(input_shape)  # builds `layer`
+        _build(self.norm, tuple(self.layer.compute_output_shape(input_shape)))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(self.layer.compute_output_shape(input_shape))
@@ -100,22 +130,16 @@ class _NoisyMap(keras.layers.Layer):
         return _activation(self.activation, h, xp=xp)
 
     def get_config(self) -> dict[str, Any]:
-        ser = keras.saving.serialize_keras_object
-        return {
-            **super().get_config(),
-            "layer": ser(self.layer),
-            "activation": self.activation,
-            "norm": None if self.norm is None else ser(self.norm),
-            "seed": self.seed,
-        }
+        norm = None if self.norm is None else keras.saving.serialize_keras_object(self.norm)
+        return {**super().get_config(), "activation": self.activation, "norm": norm, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> _NoisyMap:
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> _NoisyMap:
         config = dict(config)
-        for key in ("layer", "norm", "alpha_layer"):
+        for key in ("norm", "alpha_layer"):  # Wrapper.from_config deserialises `layer`
             if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return super().from_config(config)
+                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return super().from_config(config, custom_objects=custom_objects)
 
 
 @keras.saving.register_keras_serializable(package="idrop")
@@ -199,9 +223,8 @@ class InfoDropout(_NoisyMap):
         return ops.exp(self.log_sigma) if self.spec.prior == "log-normal" else None
 
     def build(self, input_shape: tuple) -> None:
-        out_shape = _build(self.layer, input_shape)
-        _build(self.norm, out_shape)
-        check_same_shape(out_shape, _build(self.alpha_layer, input_shape))
+        super().build(input_shape)  # `layer` and `norm`
+        check_same_shape(self.layer.compute_output_shape(input_shape), _build(self.alpha_layer, input_shape))
         self._twin_maps = _twins(self.layer, self.alpha_layer)
 
     def _maps(self, x: Any) -> tuple[Any, Any]:
