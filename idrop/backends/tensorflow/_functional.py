@@ -8,12 +8,14 @@ on the adapter's namespace :data:`idrop.backends.tensorflow._namespace.xp`.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import tensorflow as tf
 
 from idrop.backends.tensorflow._namespace import (
     check_float,
+    check_noise,
     compute_dtype,
     draw_normal,
     draw_uniform,
@@ -25,7 +27,15 @@ from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core.kl import kl_divergence
 from idrop.core.priors import GaussianPosterior, StandardNormalPrior
-from idrop.core.spec import InfoDropoutSpec, check_nonnegative, check_probability, check_same_shape
+from idrop.core.spec import (
+    InfoDropoutSpec,
+    check_alpha,
+    check_flag,
+    check_positive,
+    check_probability,
+    check_same_shape,
+    check_scalar_shape,
+)
 
 
 def alpha_from_logits(alpha_logits: Any, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> Any:
@@ -63,9 +73,10 @@ def info_dropout(
         alpha_logits: the alpha branch's output, same shape as ``f``.
         prior: ``"log-uniform"`` or ``"log-normal"``.
         max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
-        mu, sigma: the log-normal prior's parameters (default 0 and 1).
+        mu, sigma: the log-normal prior's parameters (default 0 and 1): numbers (``sigma > 0``)
+            or 0-d (or shape ``(1,)``) tensors, one prior per layer.
         training: apply noise (``True``) or return ``f`` (``False``).
-        noise: the standard-normal ``eps`` to use instead of drawing it.
+        noise: the standard-normal ``eps`` to use instead of drawing it, shaped exactly like ``f``.
         seed: a ``keras.random.SeedGenerator`` (advances on each draw; use this in
             loops and under ``tf.function``) or an int (the same draw every call).
 
@@ -76,6 +87,7 @@ def info_dropout(
     spec = InfoDropoutSpec(
         prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
     )
+    training = check_flag("training", training)
     f, alpha_logits = tensor(f), tensor(alpha_logits)
     check_float("f", f)
     check_float("alpha_logits", alpha_logits)
@@ -84,11 +96,11 @@ def info_dropout(
         alpha_logits = tf.cast(alpha_logits, dtype_name(f))
     kl_dtype = compute_dtype(f)
     if spec.prior == "log-normal":
-        mu = tensor(0.0 if mu is None else mu, kl_dtype)
-        sigma = tensor(1.0 if sigma is None else sigma, kl_dtype)
+        mu = _prior_parameter("mu", 0.0 if mu is None else mu, kl_dtype)
+        sigma = _prior_parameter("sigma", 1.0 if sigma is None else sigma, kl_dtype)
     eps = None
     if training:
-        eps = draw_normal(f, seed) if noise is None else tensor(noise, kl_dtype)
+        eps = draw_normal(f, seed) if noise is None else _noise_like(f, noise, kl_dtype)
     return _functional.info_dropout(
         f,
         alpha_logits,
@@ -100,6 +112,24 @@ def info_dropout(
         kl_dtype=kl_dtype if kl_dtype != dtype_name(f) else None,
         xp=xp,
     )
+
+
+def _prior_parameter(name: str, value: Any, dtype: str) -> Any:
+    """``mu`` or ``sigma`` as a tensor: a number (``sigma > 0``), or a scalar tensor (one prior per layer)."""
+    if isinstance(value, numbers.Real):
+        if name == "sigma":
+            check_positive(name, value)
+        return tensor(float(value), dtype)
+    value = tensor(value, dtype)
+    check_scalar_shape(name, tuple(value.shape))
+    return value
+
+
+def _noise_like(f: Any, noise: Any, dtype: str) -> Any:
+    """Injected noise as a ``dtype`` tensor, refused unless shaped exactly like ``f``."""
+    noise = tensor(noise, dtype)
+    check_noise("noise", noise, f.shape)
+    return noise
 
 
 def gaussian_kl(mu: Any, scale: Any) -> Any:
@@ -124,23 +154,24 @@ def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
 def binary_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
+    training = check_flag("training", training)
     f = tensor(f)
     check_float("f", f)
     if not training or rate == 0.0:
         return f
-    if noise is None:
-        noise = draw_uniform(f, seed)
-    return _baseline("binary", f, noise, rate=rate)
+    u = draw_uniform(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
+    return _baseline("binary", f, u, rate=rate)
 
 
 def gaussian_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
+    training = check_flag("training", training)
     f = tensor(f)
     check_float("f", f)
     if not training or rate == 0.0:
         return f
-    eps = draw_normal(f, seed) if noise is None else noise
+    eps = draw_normal(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
     return _baseline("gaussian", f, eps, rate=rate)
 
 
@@ -148,10 +179,12 @@ def lognormal_dropout(
     f: Any, alpha: float = 0.7, *, mean_one: bool = False, training: bool = True, noise: Any = None, seed: Any = None
 ) -> Any:
     """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
-    alpha = check_nonnegative("alpha", alpha)
+    alpha = check_alpha("alpha", alpha)
+    mean_one = check_flag("mean_one", mean_one)
+    training = check_flag("training", training)
     f = tensor(f)
     check_float("f", f)
     if not training:
         return f
-    eps = draw_normal(f, seed) if noise is None else noise
+    eps = draw_normal(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
     return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)

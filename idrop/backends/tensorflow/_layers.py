@@ -6,7 +6,6 @@ fused kernel of :mod:`._kernel`; the baselines call the functional ops of :mod:`
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import keras
@@ -19,16 +18,9 @@ from idrop.backends.tensorflow._functional import (
     lognormal_dropout,
 )
 from idrop.backends.tensorflow._kernel import info_dropout_kernel as _info_dropout_kernel
-from idrop.backends.tensorflow._maps import (
-    _build,
-    _direct,
-    _fresh_copy,
-    _map_call,
-    _twin_call,
-    _twins,
-)
+from idrop.backends.tensorflow._maps import NoisyMap, _build, _fresh_copy, _twin_call, _twins, plain_errors
 from idrop.backends.tensorflow._namespace import (
-    check_float,
+    check_noise,
     compute_dtype,
     seed_words,
     tensor,
@@ -39,111 +31,17 @@ from idrop.core.loss import kl_term as _kl_term
 from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import (
     InfoDropoutSpec,
+    check_alpha,
     check_beta,
+    check_flag,
     check_n_train,
-    check_no_activation,
-    check_nonnegative,
     check_probability,
     check_same_shape,
-    invalid,
-    unexpected_keyword,
 )
 
 
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise invalid(name, "a bool", value)
-    return value
-
-
-#: What ``keras.layers.Layer.__init__`` accepts besides its own keyword-only arguments (Keras 3.15,
-#: ``keras.src.layers.layer.Layer.__init__`` pops these two from ``**kwargs``).
-_LEGACY_LAYER_KWARGS = ("input_dim", "input_shape")
-#: ``keras.Layer`` keyword arguments the wrappers pass on (``autocast`` is theirs to set: see ``__init__``).
-_LAYER_KWARGS = frozenset(
-    name
-    for name, p in inspect.signature(keras.layers.Layer.__init__).parameters.items()
-    if p.kind is p.KEYWORD_ONLY and name != "autocast"
-).union(_LEGACY_LAYER_KWARGS)
-
-
-def _activation_name(layer: keras.Layer) -> str | None:
-    """The name of the activation ``layer`` applies itself (``None`` if it has none or a linear one)."""
-    act = getattr(layer, "activation", None)
-    if act is None or act is keras.activations.linear:
-        return None
-    return getattr(act, "__name__", type(act).__name__)
-
-
-class _NoisyMap(keras.layers.Wrapper):
-    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share.
-
-    A ``keras.layers.Wrapper``: Keras builds ``layer`` and (de)serialises it; the subclasses add
-    ``norm`` and their own options to the config.
-    """
-
-    def __init__(
-        self,
-        layer: keras.Layer,
-        *,
-        activation: str = "relu",
-        norm: keras.Layer | None = None,
-        seed: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        for name in kwargs:
-            if name not in _LAYER_KWARGS:  # Keras would say it in other words (and as a ValueError)
-                raise unexpected_keyword(type(self).__name__, name)
-        check_no_activation(type(layer).__name__, _activation_name(layer))
-        kwargs.setdefault("dtype", layer.dtype_policy)
-        super().__init__(layer, **kwargs)
-        # The wrapped maps cast their own inputs. Our own autocast would also cast the
-        # `noise=` keyword to float16 under mixed precision; the noise stays float32.
-        self.autocast = False
-        self.activation = InfoDropoutSpec(activation=activation).activation
-        self.norm = norm
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.kl = None
-
-    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        # Checked here, not in call(): Keras rewrites the messages of errors raised
-        # inside call(), and the message must be the same in every backend.
-        if hasattr(x, "dtype"):
-            check_float("x", x)
-        return super().__call__(x, *args, **kwargs)
-
-    def build(self, input_shape: tuple) -> None:
-        super().build(input_shape)  # builds `layer`
-        _build(self.norm, tuple(self.layer.compute_output_shape(input_shape)))
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return tuple(self.layer.compute_output_shape(input_shape))
-
-    def activation_of(self, x: Any) -> Any:
-        """``f(x) = act(norm(layer(x)))``, after checking that ``x`` is floating point."""
-        x = tensor(x)
-        check_float("x", x)
-        h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
-        if self.norm is not None:
-            h = self.norm(h)
-        return _activation(self.activation, h, xp=xp)
-
-    def get_config(self) -> dict[str, Any]:
-        norm = None if self.norm is None else keras.saving.serialize_keras_object(self.norm)
-        return {**super().get_config(), "activation": self.activation, "norm": norm, "seed": self.seed}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> _NoisyMap:
-        config = dict(config)
-        for key in ("norm", "alpha_layer"):  # Wrapper.from_config deserialises `layer`
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return super().from_config(config, custom_objects=custom_objects)
-
-
 @keras.saving.register_keras_serializable(package="idrop")
-class InfoDropout(_NoisyMap):
+class InfoDropout(NoisyMap):
     r"""Information Dropout around a dense or convolutional layer (Achille & Soatto 2016).
 
     .. math:: z = f(x)\,e^{\alpha(x)\,\epsilon}, \quad f = \mathrm{act}(\mathrm{norm}(\mathrm{layer}(x))),
@@ -209,7 +107,7 @@ class InfoDropout(_NoisyMap):
         alpha_layer = _fresh_copy(layer) if alpha_layer is None else alpha_layer
         super().__init__(layer, activation=spec.activation, norm=norm, seed=seed, **kwargs)
         self.spec, self.beta, self.n_train, self.alpha_layer = spec, beta, n_train, alpha_layer
-        self.eval_kl = _check_bool("eval_kl", eval_kl)
+        self.eval_kl = check_flag("eval_kl", eval_kl)
         self.kl_metric = keras.metrics.Mean(name=f"{self.name}_kl")
         if spec.prior == "log-normal":
             # sigma = exp(log_sigma) stays positive under any optimiser step; float32 at
@@ -230,7 +128,6 @@ class InfoDropout(_NoisyMap):
     def _maps(self, x: Any) -> tuple[Any, Any]:
         """``(norm(layer(x)), alpha_layer(x))``: one op on the concatenated kernels when they allow it."""
         x = tensor(x)
-        check_float("x", x)
         if getattr(self, "_twin_maps", False):
             h, alpha_logits = _twin_call(self.layer, self.alpha_layer, x)
         else:
@@ -247,9 +144,15 @@ class InfoDropout(_NoisyMap):
         h, alpha_logits = self._maps(x)
         check_same_shape(h.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
+        batched = len(h.shape) > 1  # a 1-D input to Dense is one sample: a 0-d KL
         if training:
             kl_dtype = compute_dtype(h)
-            noise = seed_words(self.seed_generator) if noise is None else tensor(noise, kl_dtype)
+            if noise is None:
+                noise = seed_words(self.seed_generator)
+            else:
+                noise = tensor(noise, kl_dtype)
+                with plain_errors():
+                    check_noise("noise", noise, h.shape)
             prior = (ops.cast(self.mu, kl_dtype), ops.cast(self.sigma, kl_dtype)) if lognormal else ()
             z, self.kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
         else:
@@ -261,7 +164,7 @@ class InfoDropout(_NoisyMap):
                 mu=self.mu if lognormal else None,
                 sigma=self.sigma if lognormal else None,
             )
-            self.kl = _per_sample_kl(kl, xp=xp)
+            self.kl = _per_sample_kl(kl, batched=batched, xp=xp)
         self.kl_metric.update_state(self.kl)
         if training and self.beta is not None:
             term = self.beta * _kl_term([self.kl], n_train=self.n_train, xp=xp)
@@ -285,7 +188,7 @@ class InfoDropout(_NoisyMap):
 
 
 @keras.saving.register_keras_serializable(package="idrop")
-class BinaryDropout(_NoisyMap):
+class BinaryDropout(NoisyMap):
     """Baseline: ``act(norm(layer(x)))`` then binary dropout with ``rate`` (``noise``: uniform draws)."""
 
     def __init__(
@@ -302,9 +205,9 @@ class BinaryDropout(_NoisyMap):
         self.rate = check_probability("rate", rate)
 
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
-        return binary_dropout(
-            self.activation_of(x), self.rate, training=bool(training), noise=noise, seed=self.seed_generator
-        )
+        f = self.activation_of(x)
+        with plain_errors():
+            return binary_dropout(f, self.rate, training=bool(training), noise=noise, seed=self.seed_generator)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
@@ -315,13 +218,13 @@ class GaussianDropout(BinaryDropout):
     """Baseline: Gaussian dropout with the variance ``rate/(1-rate)`` of binary dropout."""
 
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
-        return gaussian_dropout(
-            self.activation_of(x), self.rate, training=bool(training), noise=noise, seed=self.seed_generator
-        )
+        f = self.activation_of(x)
+        with plain_errors():
+            return gaussian_dropout(f, self.rate, training=bool(training), noise=noise, seed=self.seed_generator)
 
 
 @keras.saving.register_keras_serializable(package="idrop")
-class LogNormalDropout(_NoisyMap):
+class LogNormalDropout(NoisyMap):
     """Baseline: log-normal dropout with one fixed ``alpha`` and no alpha branch."""
 
     def __init__(
@@ -336,18 +239,15 @@ class LogNormalDropout(_NoisyMap):
         **kwargs: Any,
     ) -> None:
         super().__init__(layer, activation=activation, norm=norm, seed=seed, **kwargs)
-        self.alpha = check_nonnegative("alpha", alpha)
-        self.mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
+        self.alpha = check_alpha("alpha", alpha)
+        self.mean_one = check_flag("mean_one", mean_one)
 
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
-        return lognormal_dropout(
-            self.activation_of(x),
-            self.alpha,
-            mean_one=self.mean_one,
-            training=bool(training),
-            noise=noise,
-            seed=self.seed_generator,
-        )
+        f, seed = self.activation_of(x), self.seed_generator
+        with plain_errors():
+            return lognormal_dropout(
+                f, self.alpha, mean_one=self.mean_one, training=bool(training), noise=noise, seed=seed
+            )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "mean_one": self.mean_one}

@@ -21,7 +21,13 @@ import tensorflow as tf
 from keras.src.random.seed_generator import draw_seed as _keras_draw_seed
 from tensorflow.python.eager.record import could_possibly_record as _could_possibly_record
 
-from idrop.core.spec import check_float_dtype
+from idrop.core.spec import (
+    check_float_dtype,
+    check_input_dtype,
+    check_input_rank,
+    check_input_type,
+    check_noise_shape,
+)
 
 
 def _logaddexp(x1: Any, x2: Any) -> Any:
@@ -89,6 +95,31 @@ def compute_dtype(t: Any) -> str:
 
 def check_float(name: str, t: Any) -> None:
     check_float_dtype(name, dtype_name(t), keras.backend.is_float_dtype(dtype_name(t)))
+
+
+def check_layer_input(x: Any, compute: str, variable: str) -> None:
+    """The layers' input rules (docs/design-notes.md section 2), before Keras converts or casts ``x``.
+
+    An array (a tensor, a NumPy array, a ``keras.Input``), of rank >= 1, floating point, in the
+    layer's compute dtype; under a mixed-precision policy (``compute != variable``) an input in
+    the variable dtype (float32) passes too: Keras layers autocast it, the policy's purpose.
+    """
+    check_input_type("x", x, hasattr(x, "shape") and hasattr(x, "dtype"))
+    if getattr(x.shape, "rank", 0) is not None:  # a traced tensor of unknown rank is checked by the ops
+        check_input_rank("x", tuple(x.shape))
+    check_float("x", x)
+    if compute != variable and dtype_name(x) == variable:
+        return
+    check_input_dtype("x", dtype_name(x), compute)
+
+
+def check_noise(name: str, noise: Any, shape: Any) -> None:
+    """Raise unless injected noise has exactly ``shape``; a traced ``None`` dimension matches any size."""
+    have, want = tf.TensorShape(noise.shape), tf.TensorShape(shape)
+    if have.rank is None or want.rank is None:
+        return
+    if have.rank != want.rank or not have.is_compatible_with(want):
+        check_noise_shape(name, tuple(have.as_list()), tuple(want.as_list()))
 
 
 def tensor(t: Any, dtype: str | None = None) -> Any:
