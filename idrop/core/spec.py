@@ -243,6 +243,18 @@ def check_no_activation(layer_name: str, activation_name: str | None) -> None:
         )
 
 
+def kl_outside_its_trace(trace: str) -> RuntimeError:
+    """The error for collecting a KL that a traced call recorded, outside that trace.
+
+    A KL recorded while a function is traced (a ``tf.function`` or ``model.fit`` step, a ``jax.jit``)
+    is a symbolic value of that trace: it has no value anywhere else (docs/design-notes.md section 3).
+    """
+    return RuntimeError(
+        f"Invalid use of `kl_loss`/`ib_loss`: the KL was recorded inside {trace} and exists only there. "
+        "Collect it in the same function as the forward pass, or run the forward pass again here."
+    )
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):
