@@ -27,7 +27,7 @@ except ImportError as err:  # pragma: no cover - exercised without tensorflow on
         "idrop.distributed.tensorflow requires TensorFlow; install it with: pip install 'idrop[tensorflow]'"
     ) from err
 
-from idrop.backends.tensorflow import InfoDropout
+from idrop.backends.tensorflow._losses import collect as collect_kl
 
 _STRATEGIES: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
 
@@ -80,12 +80,12 @@ def global_ib_loss(
 
     ``(sum of task losses + beta * sum of per-example KL / n_train) / global_batch``, so the
     cross-replica SUM of gradients is the gradient of the global-batch mean, for any split.
+    Like ``ib_loss`` it collects the layers' KL records (docs/design-notes.md section 3).
     Do not also give the layers ``beta``/``n_train`` (their ``add_loss`` would count twice).
     """
     kl = tf.zeros((), task_per_example.dtype)
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, InfoDropout) and layer.kl is not None:
-            kl += tf.reduce_sum(tf.cast(layer.kl, task_per_example.dtype))
+    for record in collect_kl(model):  # every InfoDropout call since the last collection; empties the records
+        kl += tf.reduce_sum(tf.cast(record, task_per_example.dtype))
     return (tf.reduce_sum(task_per_example) + beta * kl / n_train) / global_batch
 
 

@@ -1,7 +1,9 @@
 """The Keras 3 layers of the TensorFlow adapter: ``InfoDropout`` and the baselines that wrap a layer.
 
 ``InfoDropout`` computes its two maps in :mod:`._maps` and the element-wise chain in the
-fused kernel of :mod:`._kernel`; the baselines call the functional ops of :mod:`._functional`.
+fused kernel of :mod:`._kernel`, and records its KL in :mod:`._losses`; the baselines call
+the functional ops of :mod:`._functional`. ``keras.src.backend.common.symbolic_scope.in_symbolic_scope``
+(Keras 3.15) tells the symbolic call that infers output shapes, which records nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
 from idrop.backends.tensorflow._functional import (
     binary_dropout,
@@ -18,16 +22,17 @@ from idrop.backends.tensorflow._functional import (
     lognormal_dropout,
 )
 from idrop.backends.tensorflow._kernel import info_dropout_kernel as _info_dropout_kernel
+from idrop.backends.tensorflow._losses import KLRecords, kl_term
 from idrop.backends.tensorflow._maps import NoisyMap, _build, _fresh_copy, _twin_call, _twins, plain_errors
 from idrop.backends.tensorflow._namespace import (
     check_noise,
     compute_dtype,
+    recording,
     seed_words,
     tensor,
     xp,
 )
 from idrop.core._xp import activation as _activation
-from idrop.core.loss import kl_term as _kl_term
 from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import (
     InfoDropoutSpec,
@@ -49,14 +54,14 @@ class InfoDropout(NoisyMap):
 
     With ``training=True`` the log-normal noise is applied; otherwise the output is
     ``f(x)``. In training calls (and evaluation calls with ``eval_kl=True``) the per-sample
-    KL (eq. 3 or 4, summed over units) is left on ``.kl`` (shape ``[batch]``; ``None`` after an
-    evaluation call without ``eval_kl``, which skips the alpha branch) and its running mean in the metric
-    ``"<name>_kl"``, which ``model.fit`` logs per epoch (``history["<name>_kl"]``).
-    With ``beta`` and ``n_train`` the layer adds ``beta * mean(kl) / n_train`` to
-    ``model.losses`` in training calls, so ``model.fit`` minimises the IB loss (eq. 5).
-    ``.kl`` is the value of the last call: a symbolic tensor if that call was traced
-    (inside ``model.fit`` or a ``tf.function``), so read it in the same function,
-    or after an eager call; :func:`kl_loss` and :func:`ib_loss` read it too.
+    KL (eq. 3 or 4, summed over units; 0-d for an input without batch axis) is recorded for
+    :func:`kl_loss` / :func:`ib_loss`, which collect every call since the last collection, left
+    on ``.kl`` (the last call's; ``None`` after an evaluation call without ``eval_kl``, which
+    skips the alpha branch), and averaged in the metric ``"<name>_kl"``, which ``model.fit``
+    logs per epoch (``history["<name>_kl"]``). With ``beta`` and ``n_train`` the layer adds
+    ``beta * mean(kl) / n_train`` to ``model.losses`` in training calls, so ``model.fit``
+    minimises the IB loss (eq. 5). A call traced inside ``model.fit`` or a ``tf.function``
+    leaves symbolic tensors: read ``.kl`` and collect in that same function.
 
     Args:
         layer: ``Dense`` or ``Conv1D/2D/3D`` (any layer if ``alpha_layer`` is given).
@@ -109,6 +114,7 @@ class InfoDropout(NoisyMap):
         self.spec, self.beta, self.n_train, self.alpha_layer = spec, beta, n_train, alpha_layer
         self.eval_kl = check_flag("eval_kl", eval_kl)
         self.kl_metric = keras.metrics.Mean(name=f"{self.name}_kl")
+        self._kl_records = KLRecords()
         if spec.prior == "log-normal":
             # sigma = exp(log_sigma) stays positive under any optimiser step; float32 at
             # least under mixed precision (autocast=False), like the KL.
@@ -139,7 +145,8 @@ class InfoDropout(NoisyMap):
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
         training = bool(training)
         if not training and not self.eval_kl:
-            self.kl = None  # no alpha branch, no KL, no metric update
+            if not in_symbolic_scope():  # not while Keras infers output shapes
+                self._kl_records.skip()  # no alpha branch, no KL, no metric update
             return self.activation_of(x)
         h, alpha_logits = self._maps(x)
         check_same_shape(h.shape, alpha_logits.shape)
@@ -154,7 +161,7 @@ class InfoDropout(NoisyMap):
                 with plain_errors():
                     check_noise("noise", noise, h.shape)
             prior = (ops.cast(self.mu, kl_dtype), ops.cast(self.sigma, kl_dtype)) if lognormal else ()
-            z, self.kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
+            z, kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
         else:
             z, kl = info_dropout(
                 _activation(self.activation, h, xp=xp),
@@ -164,12 +171,19 @@ class InfoDropout(NoisyMap):
                 mu=self.mu if lognormal else None,
                 sigma=self.sigma if lognormal else None,
             )
-            self.kl = _per_sample_kl(kl, batched=batched, xp=xp)
-        self.kl_metric.update_state(self.kl)
+            kl = _per_sample_kl(kl, batched=batched, xp=xp)
+        if not in_symbolic_scope():
+            # Added while some tape may differentiate it (or in a trace); else it replaces the records.
+            self._kl_records.record(kl, add=training and (not tf.executing_eagerly() or recording()))
+        self.kl_metric.update_state(kl)
         if training and self.beta is not None:
-            term = self.beta * _kl_term([self.kl], n_train=self.n_train, xp=xp)
-            self.add_loss(ops.cast(term, keras.config.floatx()))
+            self.add_loss(ops.cast(self.beta * kl_term([kl], self.n_train), keras.config.floatx()))
         return z
+
+    @property
+    def kl(self) -> Any:
+        """The per-sample KL of the last call (``None`` before any, and after an evaluation call without it)."""
+        return self._kl_records.latest
 
     def get_config(self) -> dict[str, Any]:
         s = self.spec

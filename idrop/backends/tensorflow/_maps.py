@@ -151,6 +151,8 @@ class NoisyMap(keras.layers.Wrapper):
     ``norm`` and their own options to the config.
     """
 
+    kl = None  #: the baselines have no KL; InfoDropout's is the last call's
+
     def __init__(
         self,
         layer: keras.Layer,
@@ -173,7 +175,6 @@ class NoisyMap(keras.layers.Wrapper):
         self.norm = norm
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.kl = None
 
     def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         # Checked here, before Keras converts or casts `x` and outside call(), whose errors
