@@ -12,6 +12,11 @@ as the rest of the chain on the CPU. Under ``jit_compile`` the two bodies fuse i
 surrounding XLA program; otherwise tensors of :data:`XLA_MIN_SIZE` elements or more
 run each body as one small XLA program (one fused loop instead of ~40 kernel
 launches), smaller ones op by op (no compilation per shape for small inputs).
+
+Higher-order derivatives (a gradient penalty, a Hessian-vector product): when a tape records
+the backward pass itself, the backward formulas run as plain ops on the kernel's live inputs,
+so the recording tape differentiates them; otherwise they run on gradient-stopped copies,
+which keeps the first-order path as lean as before.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from idrop.backends.tensorflow._namespace import xp
+from idrop.backends.tensorflow._namespace import recording, xp
 from idrop.core import functional as _functional
 from idrop.core._xp import activation as _activation
 from idrop.core.loss import per_sample_kl as _per_sample_kl
@@ -74,6 +79,7 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str, batched: bool) -> Callable[...,
     def kernel(h: Any, a: Any, noise: Any, *prior: Any) -> Any:
         n = h.shape.num_elements()
         xla = n is None or n >= XLA_MIN_SIZE
+        live = (h, a, *prior)
         # stop_gradient: the eager tape must not record (and keep) the forward's intermediates.
         h0, a0, noise0, *prior0 = (tf.stop_gradient(t) for t in (h, a, noise, *prior))
         z, kl, eps = (xla_forward if xla else forward)(h0, a0, noise0, *prior0)
@@ -83,7 +89,11 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str, batched: bool) -> Callable[...,
         def grad(gz: Any, gkl: Any) -> tuple[Any, ...]:
             gz = tf.zeros(*z_like) if gz is None else gz
             gkl = tf.zeros(*kl_like) if gkl is None else gkl
-            g = (xla_backward if xla else backward)(h0, a0, eps, gz, gkl, *prior0)
+            if recording():  # a tape differentiates this backward pass: plain ops on the live inputs
+                h1, a1, *prior1 = live
+                g = backward(h1, a1, eps, gz, gkl, *prior1)
+            else:
+                g = (xla_backward if xla else backward)(h0, a0, eps, gz, gkl, *prior0)
             return (g[0], g[1], None, *g[2:])
 
         return (z, kl), grad
