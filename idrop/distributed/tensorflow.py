@@ -66,6 +66,20 @@ def strategy(devices: int | None = None, device: str = "auto") -> tf.distribute.
     return _STRATEGIES[names]
 
 
+def jit_supported(strategy: tf.distribute.Strategy) -> bool:
+    """Whether XLA can compile a step under ``strategy``: not a ``MirroredStrategy`` over logical CPUs.
+
+    XLA cannot read a variable placed on another CPU device
+    (https://www.tensorflow.org/xla/known_issues#tfvariable_on_a_different_device), and the
+    replicas of a split CPU all run on the host: ``model.fit(jit_compile=True)`` over them fails
+    with "Trying to access resource ... located in device CPU:1 from device CPU:0".
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return True
+    kinds = {tf.DeviceSpec.from_string(d).device_type for d in strategy.extended.worker_devices}
+    return "CPU" not in kinds
+
+
 def replica_id() -> tf.Tensor:
     """This replica's index in its sync group (0 outside any strategy)."""
     ctx = tf.distribute.get_replica_context()
@@ -89,4 +103,4 @@ def global_ib_loss(
     return (tf.reduce_sum(task_per_example) + beta * kl / n_train) / global_batch
 
 
-__all__ = ["global_ib_loss", "replica_id", "split_cpu", "strategy"]
+__all__ = ["global_ib_loss", "jit_supported", "replica_id", "split_cpu", "strategy"]
