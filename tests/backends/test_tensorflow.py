@@ -25,6 +25,27 @@ from idrop.core import reference  # noqa: E402
 L = keras.layers
 
 
+def test_public_names_are_frozen():
+    import idrop.backends.tensorflow as backend
+
+    assert backend.__all__ == [
+        "BinaryDropout",
+        "GaussianDropout",
+        "InfoDropout",
+        "LogNormalDropout",
+        "alpha_from_logits",
+        "binary_dropout",
+        "gaussian_dropout",
+        "gaussian_kl",
+        "ib_loss",
+        "info_dropout",
+        "kl_loss",
+        "lognormal_dropout",
+    ]
+    assert all(callable(getattr(backend, name)) for name in backend.__all__)
+    assert not hasattr(backend, "xp")  # importable from ._namespace, not public
+
+
 def _rand(*shape, seed=0, dtype="float32"):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
@@ -374,106 +395,6 @@ def test_call_errors_match_torch():
         assert type(a) is type(b) and str(a) == str(b), (a, b)
     with pytest.raises(ValueError, match="argument `n_train`"):
         InfoDropout(L.Dense(3), beta=1.0)  # beta without the training-set size
-
-
-def _autodiff_step(layer, x, eps, cz):
-    """Gradients of sum(z * cz) + sum(kl) by autodiff of the functional op (the pre-kernel layer)."""
-    from idrop.backends.tensorflow._namespace import xp
-    from idrop.core._xp import activation
-
-    s = layer.spec
-    with tf.GradientTape() as tape:
-        h, a = layer.layer(x), layer.alpha_layer(x)
-        kw = {"mu": layer.mu, "sigma": layer.sigma} if s.prior == "log-normal" else {}
-        z, kl = info_dropout(activation(s.activation, h, xp=xp), a, **s.kl_options, noise=eps, **kw)
-        loss = tf.reduce_sum(z * cz) + tf.reduce_sum(kl)
-    return z, tape.gradient(loss, layer.trainable_variables)
-
-
-@pytest.mark.parametrize("jit", [False, True])
-@pytest.mark.parametrize(
-    ("make", "x_shape", "z_shape"),
-    [
-        (lambda: L.Dense(3, dtype="float64"), (4, 5), (4, 3)),  # op by op
-        (lambda: L.Dense(300, dtype="float64"), (128, 5), (128, 300)),  # its own XLA program
-        (lambda: L.Conv2D(64, 3, strides=2, padding="same", dtype="float64"), (8, 16, 16, 3), (8, 8, 8, 64)),
-    ],
-)
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"activation": "relu"},
-        {"activation": "relu", "zero_units": "mask", "mean_one": True},
-        {"activation": "softplus", "mean_one": True},
-        {"activation": "relu", "prior": "log-normal"},
-    ],
-)
-def test_custom_gradient_matches_autodiff(make, x_shape, z_shape, options, jit):
-    layer = InfoDropout(make(), dtype="float64", **options)
-    layer.build(x_shape)
-    if layer.spec.prior == "log-normal":
-        layer.mu.assign(0.3)
-        layer.log_sigma.assign(-0.2)
-    x, eps, cz = (
-        tf.constant(_rand(*shape, seed=i, dtype="float64")) for i, shape in enumerate([x_shape, z_shape, z_shape])
-    )
-
-    def step(x, eps):
-        with tf.GradientTape() as tape:
-            z = layer(x, training=True, noise=eps)
-            loss = tf.reduce_sum(z * cz) + tf.reduce_sum(layer.kl)
-        return z, tape.gradient(loss, layer.trainable_variables)
-
-    z, grads = (tf.function(step, jit_compile=True) if jit else step)(x, eps)
-    z_want, grads_want = _autodiff_step(layer, x, eps, cz)
-    np.testing.assert_allclose(z, z_want, rtol=1e-12, atol=1e-12)
-    for v, g, want in zip(layer.trainable_variables, grads, grads_want):
-        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10, err_msg=v.path)
-
-
-@pytest.mark.parametrize("units", [2, 300])  # op by op, and inside the kernel's own XLA program
-def test_relu_gradient_at_zero_is_zero(units):
-    """ReLU'(0) = 0 in training and evaluation (DESIGN.md section 1), as tf.nn.relu has it."""
-    layer = InfoDropout(L.Dense(units, kernel_initializer="zeros", dtype="float64"), seed=0, eval_kl=True)
-    x = tf.ones((128, 3), "float64")  # h == 0 exactly
-    for training in (True, False):
-        with tf.GradientTape() as tape:
-            z = layer(x, training=training, noise=tf.zeros((128, units), "float64"))
-            loss = tf.reduce_sum(z)
-        np.testing.assert_array_equal(tape.gradient(loss, layer.layer.bias), np.zeros(units))
-
-
-def test_the_log_floor_passes_no_gradient():
-    """f = softplus(-30) is below the 1e-4 floor: the log-normal KL does not depend on h there."""
-    dense = L.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(-30.0), dtype="float64")
-    layer = InfoDropout(dense, activation="softplus", eval_kl=True)
-    x = tf.ones((2, 4), "float64")
-    for training in (True, False):
-        with tf.GradientTape() as tape:
-            layer(x, training=training, noise=tf.zeros((2, 3), "float64"))
-            kl = tf.reduce_sum(layer.kl)
-        np.testing.assert_array_equal(tape.gradient(kl, layer.layer.bias), np.zeros(3))
-
-
-def test_softplus_slope_at_zero_is_one_half():
-    """logaddexp's tie: softplus'(0) = sigmoid(0) = 1/2 (tf.maximum + tf.abs would give 1)."""
-    from idrop.backends.tensorflow._namespace import xp
-    from idrop.core._xp import softplus
-
-    h = tf.constant([0.0, -1.0, 2.0], "float64")
-    with tf.GradientTape() as tape:
-        tape.watch(h)
-        y = softplus(h, xp=xp)
-    np.testing.assert_allclose(y, np.logaddexp(h.numpy(), 0), rtol=1e-15)
-    np.testing.assert_allclose(tape.gradient(y, h), 1 / (1 + np.exp(-h.numpy())), rtol=1e-15)
-
-
-def test_namespace_is_over_tensors():
-    from idrop.backends.tensorflow._namespace import xp
-
-    t = tf.constant([1.0, 2.0], "float64")
-    for like in (xp.zeros_like(t), xp.ones_like(t)):
-        assert isinstance(like, tf.Tensor) and like.dtype == tf.float64 and like.shape == (2,)
 
 
 @pytest.mark.parametrize("units", [3, 300])  # op by op, and inside the kernel's own XLA program

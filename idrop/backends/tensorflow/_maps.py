@@ -38,8 +38,8 @@ def _fresh_copy(layer: keras.Layer) -> keras.Layer:
     )
 
 
-#: Twin maps computed in one op on their concatenated kernels: faster for convolutions (eager about
-#: even, ~1.4x under XLA on the CPU), slower for Dense (the copy of the kernels costs more than it saves).
+#: Twin maps computed in one op on their concatenated kernels: faster for convolutions (under XLA
+#: on the CPU; about even eagerly), slower for Dense (the copy of the kernels costs more than it saves).
 _STACK = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
 
