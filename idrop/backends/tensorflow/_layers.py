@@ -80,12 +80,16 @@ class InfoDropout(NoisyMap):
         **kwargs: ``keras.Layer`` arguments (``name``, ``dtype``; default ``layer``'s dtype policy).
 
     Call arguments:
-        x: the input of ``layer``. training: apply the noise. noise: the standard-normal
-        ``eps``, shaped like the output (float32 under mixed precision).
+        x: the input of ``layer``: a tensor or array in the layer's compute dtype (under a
+        mixed-precision policy also float32, which Keras autocasts). training: ``True``,
+        ``False`` or ``None`` (Keras's default). noise: the standard-normal ``eps``, shaped
+        exactly like the output (float32 under mixed precision).
 
     Raises:
-        ValueError, TypeError: for bad options, at construction; for non-float
-        input or an ``alpha_layer`` of another output shape, at the call.
+        ValueError, TypeError: for bad options, unknown keyword arguments or a ``layer`` with an
+        activation of its own, at construction; for input of another dtype, rank 0 or a Python
+        list, a non-bool ``training``, a misshapen ``noise`` or an ``alpha_layer`` of another
+        output shape, at the call (docs/design-notes.md sections 1-2).
     """
 
     def __init__(
