@@ -225,6 +225,36 @@ def unexpected_keyword(owner: str, name: str) -> TypeError:
     return TypeError(f"{owner}() got an unexpected keyword argument '{name}'")
 
 
+def check_no_activation(layer_name: str, activation_name: str | None) -> None:
+    """Raise ``ValueError`` for a wrapped ``layer`` that applies an activation of its own.
+
+    A Keras ``Dense(n, activation="relu")`` wrapped with ``activation="softplus"`` would compute
+    ``softplus(relu(h))``, neither of the paper's forms; the wrapper applies ``activation`` itself
+    (docs/design-notes.md, "Input"). ``activation_name`` ``None`` or ``"linear"`` passes.
+
+    Example:
+        >>> check_no_activation("Dense", "linear")
+    """
+    if activation_name not in (None, "linear"):
+        raise ValueError(
+            "Invalid value received for argument `layer`. Expected a layer without an activation of its own "
+            "(activation=None or 'linear'); the wrapper applies `activation` after `layer` and `norm`. "
+            f"Received: layer={layer_name} with activation={activation_name!r}"
+        )
+
+
+def kl_outside_its_trace(trace: str) -> RuntimeError:
+    """The error for collecting a KL that a traced call recorded, outside that trace.
+
+    A KL recorded while a function is traced (a ``tf.function`` or ``model.fit`` step, a ``jax.jit``)
+    is a symbolic value of that trace: it has no value anywhere else (docs/design-notes.md section 3).
+    """
+    return RuntimeError(
+        f"Invalid use of `kl_loss`/`ib_loss`: the KL was recorded inside {trace} and exists only there. "
+        "Collect it in the same function as the forward pass, or run the forward pass again here."
+    )
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):

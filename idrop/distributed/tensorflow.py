@@ -13,15 +13,11 @@ Custom loops that call ``strategy.run`` themselves use :func:`global_ib_loss` in
 
 Noise: a Keras ``SeedGenerator``'s state is one (mirrored) variable, so every replica
 reads the same seed; the idrop layers fold the replica id into it themselves
-(``idrop.backends._tensorflow_ops._fold_replica``; replica 0 keeps the 1-device stream), so
+(``idrop.backends.tensorflow._namespace._fold_replica``; replica 0 keeps the 1-device stream), so
 replicas draw different noise with no extra call.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 try:
     import keras
@@ -31,7 +27,7 @@ except ImportError as err:  # pragma: no cover - exercised without tensorflow on
         "idrop.distributed.tensorflow requires TensorFlow; install it with: pip install 'idrop[tensorflow]'"
     ) from err
 
-from idrop.backends.tensorflow import InfoDropout
+from idrop.backends.tensorflow._losses import collect as collect_kl
 
 _STRATEGIES: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
 
@@ -70,6 +66,20 @@ def strategy(devices: int | None = None, device: str = "auto") -> tf.distribute.
     return _STRATEGIES[names]
 
 
+def jit_supported(strategy: tf.distribute.Strategy) -> bool:
+    """Whether XLA can compile a step under ``strategy``: not a ``MirroredStrategy`` over logical CPUs.
+
+    XLA cannot read a variable placed on another CPU device
+    (https://www.tensorflow.org/xla/known_issues#tfvariable_on_a_different_device), and the
+    replicas of a split CPU all run on the host: ``model.fit(jit_compile=True)`` over them fails
+    with "Trying to access resource ... located in device CPU:1 from device CPU:0".
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return True
+    kinds = {tf.DeviceSpec.from_string(d).device_type for d in strategy.extended.worker_devices}
+    return "CPU" not in kinds
+
+
 def replica_id() -> tf.Tensor:
     """This replica's index in its sync group (0 outside any strategy)."""
     ctx = tf.distribute.get_replica_context()
@@ -84,13 +94,13 @@ def global_ib_loss(
 
     ``(sum of task losses + beta * sum of per-example KL / n_train) / global_batch``, so the
     cross-replica SUM of gradients is the gradient of the global-batch mean, for any split.
+    Like ``ib_loss`` it collects the layers' KL records (docs/design-notes.md section 3).
     Do not also give the layers ``beta``/``n_train`` (their ``add_loss`` would count twice).
     """
     kl = tf.zeros((), task_per_example.dtype)
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, InfoDropout) and layer.kl is not None:
-            kl += tf.reduce_sum(tf.cast(layer.kl, task_per_example.dtype))
+    for record in collect_kl(model):  # every InfoDropout call since the last collection; empties the records
+        kl += tf.reduce_sum(tf.cast(record, task_per_example.dtype))
     return (tf.reduce_sum(task_per_example) + beta * kl / n_train) / global_batch
 
 
-__all__ = ["global_ib_loss", "replica_id", "split_cpu", "strategy"]
+__all__ = ["global_ib_loss", "jit_supported", "replica_id", "split_cpu", "strategy"]

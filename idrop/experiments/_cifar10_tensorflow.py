@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import ib_loss, kl_loss
+from idrop.backends.tensorflow import kl_loss
 from idrop.experiments import ResultDir, RunKey, run_grid
 
 from ._tensorflow_common import (
@@ -103,8 +103,9 @@ class CifarRun:
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
                 ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                loss = ib_loss(ce, model, beta=beta, n_train=n)
-                kl = kl_loss(model, n) * n  # per-sample KL in nats
+                kl_term = kl_loss(model, n)  # collects the step's KL records, once
+                loss = ce + beta * kl_term  # ib_loss(ce, model, beta, n), which would collect them again
+                kl = kl_term * n  # per-sample KL in nats
             grads = tape.gradient(loss, variables)
             optimizer.apply([g + wd * v for g, v in zip(grads, variables)], variables)
             wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) != y, tf.float32))

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import InfoDropout, ib_loss, kl_loss
+from idrop.backends.tensorflow import InfoDropout, kl_loss
 from idrop.experiments import ResultDir, RunKey, run_grid
 
 from ._common import kl_share_in_box
@@ -109,8 +109,9 @@ class ClutteredRun:
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
                 ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                loss = ib_loss(ce, model, beta=beta, n_train=n)
-                kl = kl_loss(model, n) * n  # per-sample KL in nats
+                kl_term = kl_loss(model, n)  # collects the step's KL records, once
+                loss = ce + beta * kl_term  # ib_loss(ce, model, beta, n), which would collect them again
+                kl = kl_term * n  # per-sample KL in nats
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) != y, tf.float32))

@@ -177,6 +177,7 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     resolve_device(device, devices)
     strategy = dtf.strategy(devices, device)
     tensors = {k: tf.constant(np.asarray(getattr(data, k))) for k in ("x_train", "y_train", "x_test", "y_test")}
-    # XLA fuses the small ops of the step; worth it on CPU too (measured in the report).
-    jit = os.environ.get("IDROP_TF_JIT", "1") != "0"
+    # XLA fuses the small ops of the step; worth it on CPU too (measured in the report), except
+    # over logical CPUs, where XLA cannot reach the other replicas' variables.
+    jit = os.environ.get("IDROP_TF_JIT", "1") != "0" and dtf.jit_supported(strategy)
     return lambda key: TensorFlowRun(key, tensors, config, jit, strategy)

@@ -48,3 +48,21 @@ def test_loss_arguments():
         check_beta(-1e-9)
     with pytest.raises(ValueError, match=r"argument `rate`. Expected a float in \[0, 1\)"):
         check_probability("rate", 1.0)
+
+
+def test_a_wrapped_layer_with_its_own_activation_is_refused():
+    from idrop.core.spec import check_no_activation
+
+    check_no_activation("Dense", None)
+    check_no_activation("Dense", "linear")
+    with pytest.raises(ValueError, match="argument `layer`") as info:
+        check_no_activation("Dense", "relu")
+    assert "Received: layer=Dense with activation='relu'" in str(info.value)
+
+
+def test_kl_outside_its_trace_names_the_fix():
+    from idrop.core.spec import kl_outside_its_trace
+
+    err = kl_outside_its_trace("a tf.function")
+    assert isinstance(err, RuntimeError) and "inside a tf.function" in str(err)
+    assert "Collect it in the same function as the forward pass" in str(err)

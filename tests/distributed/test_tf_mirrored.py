@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from _mnist_data import table_shape, write_tiny_mnist
+from _mnist_data import mnist_args, table_shape, write_tiny_mnist
 
 HERE = Path(__file__).parent
 
@@ -57,3 +57,19 @@ def test_mnist_on_two_devices_writes_the_same_table(checks: tuple[Path, dict]) -
     out = checks[0]
     tables = [(out / d / "mnist" / "tensorflow" / "table.md").read_text() for d in ("d1", "d2")]
     assert table_shape(tables[0]) == table_shape(tables[1])
+
+
+def test_the_documented_multi_cpu_command_runs_without_extra_variables(tmp_path: Path) -> None:
+    """``idrop reproduce mnist --backend tensorflow --devices 2 --device cpu`` as docs/distributed.md shows it.
+
+    It failed with an XLA device error ("Trying to access resource ... located in device CPU:1")
+    unless IDROP_TF_JIT=0 was set: XLA cannot compile a step over replicas on logical CPUs.
+    """
+    data = write_tiny_mnist(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("IDROP_TF_JIT", "KERAS_BACKEND", "TF_XLA_FLAGS")}
+    args = mnist_args("tensorflow", data, tmp_path / "out", "--quick", "--devices", "2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "idrop", *args], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "out" / "mnist" / "tensorflow" / "table.md").exists()

@@ -1,0 +1,143 @@
+r"""The KL bookkeeping of the Keras layers, and ``kl_loss`` / ``ib_loss`` (eq. 5).
+
+docs/design-notes.md section 3: every training call of an :class:`InfoDropout` (and every
+evaluation call of one built with ``eval_kl=True``) records its per-sample KL in the layer's
+:class:`KLRecords`; :func:`kl_loss` and :func:`ib_loss` collect, summing over layers and over
+every call recorded since the last collection, and empty the records. A call with nothing to
+differentiate (an evaluation call, or an eager training call while no ``GradientTape``
+records) replaces the records instead of adding to them, and the next call replaces its
+record in turn, so loops that never collect hold one record per layer and an evaluation KL
+never joins a training step's sum. Layers with ``beta`` and ``n_train`` also ``add_loss`` their term, in Keras's
+own scope (the losses of the outermost call).
+
+Under TensorFlow a record is a tensor of the context that ran the call: an eager tensor, or a
+symbolic tensor of the graph being traced (a ``tf.function``, a ``model.fit`` step). A call in
+another context starts the records afresh; collecting a traced record outside its graph is
+:func:`idrop.core.spec.kl_outside_its_trace`. ``model._flatten_layers`` is Keras's own walk over
+sublayers (``keras.src.layers.layer.Layer._flatten_layers``, Keras 3.15).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from idrop.backends.tensorflow._namespace import compute_dtype, dtype_name, tensor, xp
+from idrop.core.loss import batch_mean
+from idrop.core.loss import ib_loss as _ib_loss
+from idrop.core.loss import kl_term as _kl_term
+from idrop.core.spec import check_beta, check_n_train, kl_outside_its_trace
+
+
+def _graph(kl: Any) -> Any:
+    """The graph a symbolic record belongs to (``None`` for an eager tensor)."""
+    return kl.graph if tf.is_symbolic_tensor(kl) else None
+
+
+class KLRecords:
+    """One layer's per-sample KLs since the last collection, and ``latest``, the last call's (``.kl``).
+
+    Copies (``copy.deepcopy``, pickling) start with no records.
+    """
+
+    __slots__ = ("inert", "kls", "latest")
+
+    def __init__(self) -> None:
+        self.kls: list[Any] = []
+        self.latest: Any = None
+        self.inert = False  # the records hold one call with nothing to differentiate
+
+    def record(self, kl: Any, *, add: bool) -> None:
+        """Record one call's KL: added to the records, or replacing them.
+
+        It replaces them when nothing can differentiate it (``add`` false), when the records are
+        such a call's (an evaluation KL must not join the next training step's sum), and when
+        they come from another context (another trace, or eager after a trace).
+        """
+        if not add or self.inert or (self.kls and _graph(self.kls[-1]) is not _graph(kl)):
+            self.kls = []
+        self.kls.append(kl)
+        self.latest, self.inert = kl, not add
+
+    def skip(self) -> None:
+        """An evaluation call that computes no KL: nothing recorded, and no stale record kept."""
+        self.kls, self.latest, self.inert = [], None, False
+
+    def __deepcopy__(self, memo: dict) -> KLRecords:
+        return KLRecords()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+
+def _in_scope(kl: Any) -> bool:
+    """Whether the current context can use ``kl`` (eager tensors anywhere; graph tensors in their graph)."""
+    graph = _graph(kl)
+    if graph is None:
+        return True
+    if tf.executing_eagerly():
+        return False
+    current = tf.compat.v1.get_default_graph()
+    while current is not None:  # a tf.cond/while body may use its enclosing function's tensors
+        if current is graph:
+            return True
+        current = getattr(current, "outer_graph", None)
+    return False
+
+
+def collect(model: keras.Layer) -> list[Any]:
+    """Every KL recorded in ``model``'s layers since the last collection; empties the records."""
+    holders = [
+        m._kl_records
+        for m in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(getattr(m, "_kl_records", None), KLRecords)
+    ]
+    kls = [kl for records in holders for kl in records.kls]
+    if not all(_in_scope(kl) for kl in kls):
+        raise kl_outside_its_trace("a traced function (a tf.function or a model.fit step)")
+    for records in holders:
+        records.kls, records.inert = [], False
+    return kls
+
+
+def _batch_mean(kl: Any) -> Any:
+    """:func:`idrop.core.loss.batch_mean`; for a traced batch of unknown size, the same rule at run time."""
+    if kl.shape.rank == 0 or kl.shape[0] is not None:
+        return batch_mean(kl, xp=xp)
+    return tf.math.divide_no_nan(tf.reduce_sum(kl), tf.cast(tf.size(kl), kl.dtype))  # empty batch: 0, not NaN
+
+
+def kl_term(kls: list[Any], n_train: int) -> Any:
+    """``sum over records of mean over batch of kl / n_train`` (each mean a 0-d "sample" of the core's sum)."""
+    return _kl_term([_batch_mean(kl) for kl in kls], n_train=n_train, xp=xp)
+
+
+@tf.autograph.experimental.do_not_convert  # plain Python over Python values: nothing for AutoGraph to do
+def kl_loss(model: keras.Layer, n_train: int) -> Any:
+    r"""``sum over InfoDropout calls since the last collection of mean(kl) / n_train`` (eq. 5); collects.
+
+    float32, or float64 if a layer computes in float64; 0 when nothing was recorded.
+    """
+    n_train = check_n_train(n_train)
+    kls = collect(model)
+    dtype = "float64" if any(dtype_name(k) == "float64" for k in kls) else "float32"
+    return kl_term([tf.cast(k, dtype) for k in kls], n_train) if kls else tf.zeros((), dtype)
+
+
+@tf.autograph.experimental.do_not_convert
+def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> Any:
+    r"""The Information Bottleneck loss ``task_loss + beta * kl_loss(model, n_train)`` (eq. 5); collects.
+
+    Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
+    layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
+    """
+    beta, n_train = check_beta(beta), check_n_train(n_train)
+    task_loss = tensor(task_loss)
+    dtype = compute_dtype(task_loss)
+    means = [_batch_mean(tf.cast(k, dtype)) for k in collect(model)] or [tf.zeros((), dtype)]
+    return _ib_loss(tf.cast(task_loss, dtype), means, beta=beta, n_train=n_train, xp=xp)
