@@ -1,65 +1,60 @@
-"""The JAX adapter's array namespace and pure functions: ``info_dropout``, the baselines'
-noise, ``gaussian_kl`` (re-exported by :mod:`idrop.backends.jax`, with the NNX modules).
+"""The pure functions: ``info_dropout``, the baselines' noise, ``gaussian_kl``, ``alpha_from_logits``.
 
-Safe under ``jit``, ``grad``, ``vmap`` and ``checkpoint``; noise comes from an explicit
-``key`` (or injected ``noise``), as in Equinox.
+Noise comes from an explicit ``key`` (or injected ``noise``), as in Equinox; every option is a
+static Python value, validated by :mod:`idrop.core.spec` at trace time (the same messages as
+every backend). Safe under ``jit``, ``grad``, ``vmap`` and ``checkpoint``.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from idrop.backends import _jax_kernel as _kernel
 from idrop.core import functional as _functional
 from idrop.core import noise as _noise
 from idrop.core.kl import kl_divergence as _kl_divergence
 from idrop.core.priors import GaussianPosterior, StandardNormalPrior
 from idrop.core.spec import (
     InfoDropoutSpec,
-    check_float_dtype,
-    check_nonnegative,
+    check_alpha,
+    check_flag,
+    check_noise_shape,
+    check_positive,
     check_probability,
     check_same_shape,
-    invalid,
+    check_scalar_shape,
 )
 
-# --------------------------------------------------------------------------- #
-# 1. The array namespace: jax.numpy, plus jax.nn.sigmoid (_jax_kernel.XP).   #
-# --------------------------------------------------------------------------- #
-
-xp = _kernel.XP
-
-_HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
-
-
-def _compute_dtype(a: jax.Array) -> Any:
-    """float32 for half-precision arrays (KL and noise), else the array's dtype."""
-    return jnp.dtype(jnp.float32) if a.dtype in _HALF else a.dtype
-
-
-def _check_float(name: str, a: Any) -> None:
-    dtype = jnp.asarray(a).dtype if not hasattr(a, "dtype") else jnp.dtype(a.dtype)
-    check_float_dtype(name, dtype.name, bool(jnp.issubdtype(dtype, jnp.floating)))
-
-
-def _need_key(key: jax.Array | None) -> jax.Array:
-    if key is None:
-        raise invalid("key", "a jax.random key when deterministic=False and noise is None", key)
-    return key
-
-
-# --------------------------------------------------------------------------- #
-# 2. Pure functions.                                                           #
-# --------------------------------------------------------------------------- #
+from ._kernel import info_dropout_kernel
+from ._namespace import check_array, check_float, draw_normal, draw_uniform, kl_dtype, need_key, xp
 
 
 def alpha_from_logits(alpha_logits: jax.Array, *, max_alpha: float = 0.7, alpha_min: float = 1e-3) -> jax.Array:
     """``alpha = alpha_min + max_alpha * sigmoid(alpha_logits)`` (see :func:`idrop.core.alpha_from_logits`)."""
     spec = InfoDropoutSpec(max_alpha=max_alpha, alpha_min=alpha_min)
     return _functional.alpha_from_logits(alpha_logits, max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp)
+
+
+def check_noise(noise: Any, shape: tuple[int, ...]) -> None:
+    """Injected noise: a float array of exactly ``shape`` (a broadcastable one would share draws)."""
+    check_array("noise", noise)
+    check_float("noise", noise)
+    check_noise_shape("noise", np.shape(noise), shape)
+
+
+def _prior_parameter(name: str, value: Any) -> Any:
+    """``mu``/``sigma``: None (the default), a Python number (``sigma > 0``), or a 0-d / ``(1,)`` array."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return check_positive(name, value) if name == "sigma" else value
+    check_array(name, value)
+    check_scalar_shape(name, np.shape(value))
+    return value
 
 
 def info_dropout(
@@ -89,29 +84,35 @@ def info_dropout(
     Args:
         key: a ``jax.random`` key for ``eps``; may be ``None`` when ``deterministic``
             or when ``noise`` is given.
-        f: the activation ``f(x)`` (floating point, any shape).
+        f: the activation ``f(x)`` (a floating-point array, any shape).
         alpha_logits: the alpha branch's output, same shape as ``f``.
         prior: ``"log-uniform"`` or ``"log-normal"``.
         max_alpha, alpha_min, mean_one, zero_units: as in :class:`InfoDropout`.
-        mu, sigma: the log-normal prior's parameters (default 0 and 1); may be traced.
+        mu, sigma: the log-normal prior's parameters (default 0 and 1): Python numbers
+            (``sigma > 0``) or 0-d arrays (one value per layer), which may be traced.
         deterministic: return ``f`` unchanged (the KL is still computed).
-        noise: the standard-normal ``eps`` to use instead of drawing it.
+        noise: the standard-normal ``eps`` to use instead of drawing it, shaped like ``f``.
 
     Returns:
         ``(z, kl)``: ``z`` like ``f``; ``kl`` per unit, like ``f`` but float32 for
         half-precision inputs.
 
     Raises:
-        ValueError, TypeError: for bad options, non-float inputs, mismatched
+        ValueError, TypeError: for bad options, non-array or non-float inputs, mismatched
         shapes, or ``key=None`` when a draw is needed.
     """
     spec = InfoDropoutSpec(
         prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units
     )
-    _check_float("f", f)
-    _check_float("alpha_logits", alpha_logits)
-    check_same_shape(jnp.shape(f), jnp.shape(alpha_logits))
-    return _chain(
+    deterministic = check_flag("deterministic", deterministic)
+    for name, value in (("f", f), ("alpha_logits", alpha_logits)):
+        check_array(name, value)
+        check_float(name, value)
+    check_same_shape(np.shape(f), np.shape(alpha_logits))
+    mu, sigma = _prior_parameter("mu", mu), _prior_parameter("sigma", sigma)
+    if noise is not None:
+        check_noise(noise, np.shape(f))
+    return info_dropout_kernel(
         spec,
         None,
         key,
@@ -124,52 +125,32 @@ def info_dropout(
     )
 
 
-def _chain(
-    spec: InfoDropoutSpec,
-    activation: str | None,
-    key: jax.Array | None,
-    h: jax.Array,
-    alpha_logits: jax.Array,
-    *,
-    mu: Any,
-    sigma: Any,
-    deterministic: bool,
-    noise: jax.Array | None,
-) -> tuple[jax.Array, jax.Array]:
-    """``(z, kl)`` of ``act(h)`` (``h`` when ``activation`` is None) by the custom-VJP kernel."""
-    kl_dtype = _compute_dtype(h)
-    mu_sigma = (None, None)
-    if spec.prior == "log-normal":
-        mu_sigma = (
-            jnp.asarray(0.0 if mu is None else mu, dtype=kl_dtype),
-            jnp.asarray(1.0 if sigma is None else sigma, dtype=kl_dtype),
-        )
-    draw = not deterministic and noise is None
-    if deterministic:
-        noise = None
-    elif draw:
-        noise = _need_key(key)
-    else:
-        noise = jnp.asarray(noise, dtype=kl_dtype)
-    cfg = _kernel.Config(spec, activation, not deterministic, draw, kl_dtype)
-    return _kernel.info_dropout_chain(cfg, h, alpha_logits, noise, *mu_sigma)
-
-
 def gaussian_kl(mu: jax.Array, scale: jax.Array) -> jax.Array:
     r"""Per-unit ``KL(N(mu, scale^2) || N(0, 1))``, the VAE's latent term (Sec. 5).
 
     Float32 at least for half-precision inputs. See :func:`idrop.core.kl_divergence`.
     """
-    _check_float("mu", mu)
+    check_array("mu", mu)
+    check_float("mu", mu)
     mu = jnp.asarray(mu)
-    dtype = _compute_dtype(mu)
+    dtype = kl_dtype(mu.dtype)
     posterior = GaussianPosterior(mu.astype(dtype), jnp.asarray(scale, dtype=dtype))
     return _kl_divergence(posterior, StandardNormalPrior(), xp=xp)
 
 
+def _noisy(f: Any, deterministic: Any, noise: Any) -> tuple[jax.Array, bool]:
+    """The baselines' common checks: ``f`` a float array, ``deterministic`` a flag, ``noise`` shaped like ``f``."""
+    check_array("f", f)
+    check_float("f", f)
+    deterministic = check_flag("deterministic", deterministic)
+    if noise is not None:
+        check_noise(noise, np.shape(f))
+    return jnp.asarray(f), deterministic
+
+
 def _baseline(law: str, f: jax.Array, raw: jax.Array, **params: Any) -> jax.Array:
     """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
-    dtype = _compute_dtype(f)
+    dtype = kl_dtype(f.dtype)
     out = _noise.NOISE_LAWS[law].apply(f.astype(dtype), jnp.asarray(raw, dtype=dtype), xp=xp, **params)
     return out.astype(f.dtype)
 
@@ -184,12 +165,11 @@ def binary_dropout(
 ) -> jax.Array:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    _check_float("f", f)
-    f = jnp.asarray(f)
+    f, deterministic = _noisy(f, deterministic, noise)
     if deterministic or rate == 0.0:
         return f
     if noise is None:
-        noise = jax.random.uniform(_need_key(key), f.shape, dtype=_compute_dtype(f))
+        noise = draw_uniform(need_key(key), f.shape, kl_dtype(f.dtype))
     return _baseline("binary", f, noise, rate=rate)
 
 
@@ -203,12 +183,11 @@ def gaussian_dropout(
 ) -> jax.Array:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    _check_float("f", f)
-    f = jnp.asarray(f)
+    f, deterministic = _noisy(f, deterministic, noise)
     if deterministic or rate == 0.0:
         return f
     if noise is None:
-        noise = jax.random.normal(_need_key(key), f.shape, dtype=_compute_dtype(f))
+        noise = draw_normal(need_key(key), f.shape, kl_dtype(f.dtype))
     return _baseline("gaussian", f, noise, rate=rate)
 
 
@@ -221,13 +200,12 @@ def lognormal_dropout(
     deterministic: bool = False,
     noise: jax.Array | None = None,
 ) -> jax.Array:
-    """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
-    alpha = check_nonnegative("alpha", alpha)
-    mean_one = InfoDropoutSpec(mean_one=mean_one).mean_one
-    _check_float("f", f)
-    f = jnp.asarray(f)
+    """Log-normal dropout with one fixed ``alpha`` in ``[0, 1]``: ``f * exp(alpha * eps)``."""
+    alpha = check_alpha("alpha", alpha)
+    mean_one = check_flag("mean_one", mean_one)
+    f, deterministic = _noisy(f, deterministic, noise)
     if deterministic:
         return f
     if noise is None:
-        noise = jax.random.normal(_need_key(key), f.shape, dtype=_compute_dtype(f))
+        noise = draw_normal(need_key(key), f.shape, kl_dtype(f.dtype))
     return _baseline("lognormal", f, noise, alpha=alpha, mean_one=mean_one)
