@@ -73,8 +73,9 @@ def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
 
 
 def test_vae_tiny_end_to_end_and_checkpoint(tmp_path: Path) -> None:
-    from idrop.experiments import _vae_jax, vae
+    from idrop.experiments import vae
     from idrop.experiments._registry import RunKey
+    from idrop.experiments.vae import jax as _vae_jax
 
     rng = np.random.default_rng(0)
     x = rng.random((64, 784)).astype(np.float32)

@@ -96,7 +96,7 @@ def test_vae_tiny_end_to_end(tmp_path: Path) -> None:
 def test_vae_checkpoint_round_trip(tmp_path: Path) -> None:
     """save_state / load_state restore weights, optimizer, noise seeds and the batch order."""
     from idrop.experiments import RunKey
-    from idrop.experiments._vae_tensorflow import VaeRun
+    from idrop.experiments.vae.tensorflow import VaeRun
 
     rng = np.random.default_rng(0)
     data = {

@@ -14,7 +14,7 @@ noise after each hidden layer:
 trained with Adam on the Information Bottleneck loss (eq. 5, ``n_train`` = the
 training-set size; for the baselines it is the cross-entropy alone).
 
-This module holds the protocol once; ``_mnist_<backend>.py`` holds each framework's
+This module holds the protocol once; ``mnist/<backend>.py`` holds each framework's
 model and train step. Settings:
 
 - ``--quick``: widths 32 and 128, methods none/binary/information, 3 seeds, 30
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ResultDir, Run, RunKey, RunRegistry, run_grid, write_summary
+from idrop.experiments import ResultDir, Run, RunKey, RunRegistry, run_grid, write_summary
 
 EXPERIMENT = "mnist"
 METHODS = ("none", "binary", "gaussian", "lognormal", "information")
@@ -186,7 +186,7 @@ class _StopAfter:
 
 def backend_module(backend: str) -> Any:
     """The backend's model-and-train-step module (imports its framework)."""
-    return importlib.import_module(f"idrop.experiments._mnist_{backend}")
+    return importlib.import_module(f"idrop.experiments.mnist.{backend}")
 
 
 class _SingleProcess:

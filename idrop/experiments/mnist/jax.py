@@ -7,7 +7,6 @@ device count and sharded on ``"data"``, losses weighted means over the real exam
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 from collections.abc import Callable
@@ -26,10 +25,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from idrop.backends.jax import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.jax import InfoDropout
 from idrop.distributed import jax as djax
+from idrop.experiments.nets.jax import MLP
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 
 def resolve_device(device: str) -> jax.Device:
@@ -43,39 +43,6 @@ def resolve_device(device: str) -> jax.Device:
 def device_name(device: str) -> str:
     """Human-readable name of the device a run will use."""
     return str(resolve_device(device).device_kind)
-
-
-def hidden_layer(method: str, n_in: int, width: int, config: Any, rngs: nnx.Rngs) -> nnx.Module:
-    """One hidden layer: Linear, ReLU and the method's noise."""
-    linear = nnx.Linear(n_in, width, rngs=rngs)
-    if method == "none":
-        return linear
-    if method == "binary":
-        return BinaryDropout(linear, activation="relu", rate=config.dropout_rate, rngs=rngs)
-    if method == "gaussian":
-        return GaussianDropout(linear, activation="relu", rate=config.dropout_rate, rngs=rngs)
-    if method == "lognormal":
-        return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha, rngs=rngs)
-    if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, rngs=rngs)
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-class MLP(nnx.Module):
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-
-    def __init__(self, method: str, width: int, config: Any, rngs: nnx.Rngs) -> None:
-        self.plain = method == "none"
-        sizes = [784, width, width, width]
-        self.hidden = nnx.List([hidden_layer(method, a, b, config, rngs) for a, b in itertools.pairwise(sizes)])
-        self.out = nnx.Linear(width, 10, rngs=rngs)
-
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Training mode with a ``key`` (one subkey per layer), evaluation mode without."""
-        keys = [None] * 3 if key is None else list(jax.random.split(key, 3))
-        for layer, k in zip(self.hidden, keys):
-            x = jax.nn.relu(layer(x)) if self.plain else layer(x, deterministic=k is None, rngs=k)
-        return self.out(x)
 
 
 def kl_per_example(model: nnx.Module) -> jax.Array | float:

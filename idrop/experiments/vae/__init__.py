@@ -28,8 +28,7 @@ import numpy as np
 
 from idrop.data import binarize, mnist_splits
 from idrop.experiments import ResultDir, atomic_write_json, atomic_write_text
-
-from ._common import backend_of, epochs_of, prepare, progress_of, seeds_of
+from idrop.experiments._common import backend_of, epochs_of, prepare, progress_of, seeds_of
 
 QUICK = {"ks": [1.0], "scale": 8.0, "epochs": 5}
 FULL = {"ks": [0.5, 1.0, 2.0], "scale": 1.0, "epochs": 100}
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace, splits: Any = None) -> int:
     splits = splits if splits is not None else mnist_splits(getattr(args, "data_dir", None))
     results = ResultDir.create(getattr(args, "out", None) or "results", "vae", cfg["backend"])
     prepare(results, {**cfg, "source": splits[4]}, bool(getattr(args, "resume", False)))
-    trainer = importlib.import_module(f"idrop.experiments._vae_{cfg['backend']}")
+    trainer = importlib.import_module(f"idrop.experiments.vae.{cfg['backend']}")
     rows = trainer.train_all(results, cfg, make_data(splits), progress=progress_of(args))
     write_results(results, cfg, rows)
     print(results.table.read_text())

@@ -9,7 +9,6 @@ alone writes checkpoints and tables; all ranks load the same checkpoint on resum
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from idrop.backends.torch import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.torch import InfoDropout
 from idrop.distributed import replica_seed
 from idrop.distributed import torch as dtorch
+from idrop.experiments.nets.torch import MLP
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -76,35 +76,6 @@ def sum_loss(
     kls = [m.kl.float().sum() for m in model.modules() if isinstance(m, InfoDropout) and m.kl is not None]
     kl = torch.stack(kls).sum() if kls else logits.new_zeros(())
     return task + beta * kl / n_train, kl
-
-
-def hidden_layer(method: str, n_in: int, width: int, config: Any) -> nn.Module:
-    """One hidden layer: Linear, ReLU and the method's noise."""
-    linear = nn.Linear(n_in, width)
-    if method == "none":
-        return nn.Sequential(linear, nn.ReLU())
-    if method == "binary":
-        return BinaryDropout(linear, activation="relu", rate=config.dropout_rate)
-    if method == "gaussian":
-        return GaussianDropout(linear, activation="relu", rate=config.dropout_rate)
-    if method == "lognormal":
-        return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha)
-    if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha)
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-class MLP(nn.Module):
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-
-    def __init__(self, method: str, width: int, config: Any) -> None:
-        super().__init__()
-        sizes = [784, width, width, width]
-        self.hidden = nn.Sequential(*(hidden_layer(method, a, b, config) for a, b in itertools.pairwise(sizes)))
-        self.out = nn.Linear(width, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(x))
 
 
 class TorchRun:

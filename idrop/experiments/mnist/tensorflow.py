@@ -21,10 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN banners in the p
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.tensorflow import InfoDropout
 from idrop.distributed import tensorflow as dtf
+from idrop.experiments.nets.tensorflow import build_mlp as build_model
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 _configured: str | None = None
 
@@ -57,37 +58,6 @@ def resolve_device(device: str, devices: int = 1) -> str:
 def device_name(device: str) -> str:
     """Human-readable name of the device a run will use."""
     return "GPU" if resolve_device(device) == "cuda" else "CPU"
-
-
-def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer:
-    """One hidden layer: Dense, ReLU and the method's noise."""
-    dense = keras.layers.Dense(width)
-    if method == "none":
-        return keras.layers.Dense(width, activation="relu")
-    if method == "binary":
-        return BinaryDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "gaussian":
-        return GaussianDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "lognormal":
-        return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
-    if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
-        return InfoDropout(
-            dense,
-            activation="relu",
-            prior="log-uniform",
-            max_alpha=config.max_alpha,
-            seed=seed,
-            beta=config.beta,
-            n_train=config.n_train,
-        )
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-def build_model(method: str, width: int, config: Any, seed: int) -> keras.Model:
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-    keras.utils.set_random_seed(seed)
-    layers = [hidden_layer(method, width, config, seed + i) for i in range(3)]
-    return keras.Sequential([keras.Input((784,)), *layers, keras.layers.Dense(10)])
 
 
 class TensorFlowRun:
