@@ -123,9 +123,9 @@ def test_tiny_run_and_resume_match(
         pytest.skip(f"{backend} is not installed")
     monkeypatch.setenv("IDROP_TF_JIT", "0")  # XLA compile time would dominate a 2-epoch test
     full = tmp_path / "full"
-    assert cli.main(_args(backend, data_dir, full, "--methods", "information")) == 0
+    assert cli.main(_args(backend, data_dir, full, "--methods", "information", "--beta", "1")) == 0
     folder = full / "mnist" / backend
-    for name in ("table.md", "results.json", "results.csv", "error_vs_width.png", "config.json"):
+    for name in ("table.md", "results.json", "results.csv", "error_vs_units.png", "config.json"):
         assert (folder / name).is_file(), name
     assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())
     table = (folder / "table.md").read_text()
@@ -133,16 +133,18 @@ def test_tiny_run_and_resume_match(
 
     killed = tmp_path / "killed"
     with pytest.raises(SystemExit) as exc:
-        cli.main(_args(backend, data_dir, killed, "--methods", "information", "--stop-after-epochs", "1"))
+        cli.main(
+            _args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--stop-after-epochs", "1")
+        )
     assert exc.value.code == 3
     state = json.loads((killed / "mnist" / backend / "state.json").read_text())
-    assert state["in_progress"]["information_w8_s0"]["epoch"] == 1
+    assert state["in_progress"]["information-b1_w8_s0"]["epoch"] == 1
     # A non-empty folder without --resume is refused rather than mixed into.
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information")) == 2
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--resume")) == 0
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1")) == 2
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--resume")) == 0
 
     def runs(root: Path) -> dict[str, float]:
         rows = json.loads((root / "mnist" / backend / "results.json").read_text())["runs"]
         return {r["method"]: r["test_error"] for r in rows}
 
-    assert runs(killed)["information"] == runs(full)["information"]
+    assert runs(killed)["information-b1"] == runs(full)["information-b1"]

@@ -28,6 +28,7 @@ import numpy as np
 
 from idrop.data import apply_zca, fit_zca, load_cifar10
 from idrop.experiments import ResultDir, write_summary
+from idrop.experiments._command import command_line
 from idrop.experiments._common import backend_of, prepare, progress_of
 
 
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: CIFAR-10 is not available: {err}")
         return 1
     results = ResultDir.create(getattr(args, "out", None) or "results", "cifar10", cfg.backend)
-    config = {**cfg.as_dict(), "device": getattr(args, "device", None), "source": source}
+    config = {**cfg.as_dict(), "device": getattr(args, "device", None), "source": source, "command": command_line()}
     prepare(results, config, bool(getattr(args, "resume", False)))
     trainer = importlib.import_module(f"idrop.experiments.cifar10.{cfg.backend}")
     rows = trainer.train_all(results, config, data, progress=progress_of(args))

@@ -63,12 +63,13 @@ class JaxRun:
     """
 
     def __init__(self, key: Any, data: dict[str, jax.Array], config: Any, mesh: jax.sharding.Mesh) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.mesh = key, data, config, mesh
         seed = init_seed(key.seed, key.width, key.method)
         with jax.default_device(mesh.devices.flat[0]):
-            model = MLP(key.method, int(key.width), config, nnx.Rngs(params=seed, dropout=seed + 1))
+            model = MLP(method, int(key.width), config, nnx.Rngs(params=seed, dropout=seed + 1))
             graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-            self.tx = optax.adam(config.learning_rate)
+            self.tx = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
             opt_state = self.tx.init(params)
         self.graphdef = graphdef
         self.params, self.opt_state, self.rest = djax.replicate(mesh, (params, opt_state, rest))
@@ -101,6 +102,7 @@ class JaxRun:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, n = self.config, int(self.data["x_train"].shape[0])
         epoch_key = jax.random.key(epoch_seed(self.key.seed, epoch))  # the noise of this epoch
+        self.opt_state.hyperparams["learning_rate"] = djax.replicate(self.mesh, np.float32(cfg.lr_at(epoch)))
         stats = []
         for i, idx in enumerate(batch_order(n, cfg.batch_size, self.key.seed, epoch)):
             padded, w = djax.pad_batch(idx, self.mesh.size)
@@ -125,7 +127,11 @@ class JaxRun:
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def save_state(self, path: Path) -> None:
         leaves = jax.tree_util.tree_leaves((self.params, self.opt_state))
@@ -147,5 +153,8 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     ``devices`` > 1 trains data-parallel on a mesh of that many devices of ``device``'s kind.
     """
     mesh = djax.data_mesh(devices, resolve_device(device).platform)
-    arrays = {k: djax.replicate(mesh, np.asarray(getattr(data, k))) for k in ("x_train", "y_train", "x_test", "y_test")}
+    arrays = {
+        k: djax.replicate(mesh, np.asarray(getattr(data, k)))
+        for k in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+    }
     return lambda key: JaxRun(key, arrays, config, mesh)

@@ -66,9 +66,10 @@ class TensorFlowRun:
     def __init__(
         self, key: Any, data: dict[str, tf.Tensor], config: Any, jit: bool, strategy: tf.distribute.Strategy
     ) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.strategy = key, data, config, strategy
         with strategy.scope():
-            self.model = build_model(key.method, int(key.width), config, init_seed(key.seed, key.width, key.method))
+            self.model = build_model(method, int(key.width), config, init_seed(key.seed, key.width, key.method))
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
             self.model.compile(
                 optimizer=self.optimizer,
@@ -96,6 +97,7 @@ class TensorFlowRun:
             state.assign(np.array([_layer_seed(base, i), 0], dtype=state.dtype))
         for m in self.kl_metrics:
             m.reset_state()
+        self.optimizer.learning_rate.assign(self.config.lr_at(epoch))
         history = self.model.fit(self._dataset(epoch), epochs=1, verbose=0, shuffle=False).history
         kl = sum((float(m.result()) for m in self.kl_metrics), 0.0)  # nats per image, summed over layers
         return {
@@ -115,7 +117,11 @@ class TensorFlowRun:
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def _variables(self) -> list[Any]:
         return list(self.model.variables) + list(self.optimizer.variables)
@@ -146,7 +152,10 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     """
     resolve_device(device, devices)
     strategy = dtf.strategy(devices, device)
-    tensors = {k: tf.constant(np.asarray(getattr(data, k))) for k in ("x_train", "y_train", "x_test", "y_test")}
+    tensors = {
+        k: tf.constant(np.asarray(getattr(data, k)))
+        for k in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+    }
     # XLA fuses the small ops of the step; worth it on CPU too (measured in the report).
     jit = os.environ.get("IDROP_TF_JIT", "1") != "0"
     return lambda key: TensorFlowRun(key, tensors, config, jit, strategy)

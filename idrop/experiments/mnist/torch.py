@@ -82,9 +82,10 @@ class TorchRun:
     """One (method, width, seed) run; follows :class:`idrop.experiments.Run`."""
 
     def __init__(self, key: Any, data: dict[str, torch.Tensor], config: Any, ctx: dtorch.Context) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.device, self.ctx = key, data, config, ctx.device, ctx
         torch.manual_seed(init_seed(key.seed, key.width, key.method))
-        self.model = MLP(key.method, int(key.width), config).to(ctx.device)
+        self.model = MLP(method, int(key.width), config).to(ctx.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         ddp = dtorch.wrap(self.model, ctx)
         # The step is tiny; compiling pays off only on a GPU, where launch overhead dominates.
@@ -96,6 +97,8 @@ class TorchRun:
         cfg, x, y = self.config, self.data["x_train"], self.data["y_train"]
         # The noise of this epoch; each rank its own stream (rank 0's is a 1-process run's).
         torch.manual_seed(replica_seed(epoch_seed(self.key.seed, epoch), self.ctx.rank))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
         self.model.train()
         sums = torch.zeros(3, device=self.device)
         for batch in batch_order(len(x), cfg.batch_size, self.key.seed, epoch):
@@ -122,7 +125,11 @@ class TorchRun:
         return wrong / len(x)
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def save_state(self, path: Path) -> None:
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, path)
@@ -148,6 +155,8 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     tensors = {
         "x_train": torch.from_numpy(np.asarray(data.x_train)).to(dev),
         "y_train": torch.from_numpy(np.asarray(data.y_train)).to(dev),
+        "x_valid": torch.from_numpy(np.asarray(data.x_valid)).to(dev),
+        "y_valid": torch.from_numpy(np.asarray(data.y_valid)).to(dev),
         "x_test": torch.from_numpy(np.asarray(data.x_test)).to(dev),
         "y_test": torch.from_numpy(np.asarray(data.y_test)).to(dev),
     }

@@ -86,6 +86,6 @@ def train_all(
     results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
 ) -> list[dict[str, Any]]:
     """Every (latent, k, seed) run, resumable; return the finished rows."""
-    configure(cfg["device"])
+    configure(cfg["device"], threads=1)  # small matmuls: extra intra-op threads only spin-wait
     keys = [RunKey(lat, k, s) for lat in cfg["latents"] for k in cfg["ks"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda key: VaeRun(key, cfg, data), epochs=cfg["epochs"], progress=progress)

@@ -72,5 +72,8 @@ def train_all(
     results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
 ) -> list[dict[str, Any]]:
     """Every (latent, k, seed) run, resumable; return the finished rows."""
+    if pick_device(cfg["device"]).type == "cpu":
+        # Small matmuls: on a busy 2-core machine a second intra-op thread made an epoch 15x slower.
+        torch.set_num_threads(1)
     keys = [RunKey(lat, k, s) for lat in cfg["latents"] for k in cfg["ks"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda key: VaeRun(key, cfg, data), epochs=cfg["epochs"], progress=progress)
