@@ -41,12 +41,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 
 from idrop.experiments import ResultDir, Run, RunKey, RunRegistry, run_grid
 from idrop.experiments._command import command_line
 
 from . import _grid, _report
+from ._data import MnistData as MnistData
+from ._data import load_data as load_data
 
 EXPERIMENT = "mnist"
 METHODS = ("none", "binary", "gaussian", "lognormal", "information")
@@ -191,42 +192,6 @@ def config_from_args(args: argparse.Namespace, n_available: int, source: str) ->
         command=command_line(),
         **base,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class MnistData:
-    """Float32 images ``[n, 784]`` and int64 labels of the three splits."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_valid: np.ndarray
-    y_valid: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source: str
-
-
-def load_data(data_dir: str | None, config: MnistConfig | None = None) -> tuple[Any, str]:
-    """MNIST as float32 arrays; with ``config``, the first ``n_train + n_valid`` training images split
-    into training and validation parts by a fixed permutation (seed 0), which :class:`MnistData` holds."""
-    from idrop.data import holdout_split, mnist_splits
-
-    splits = mnist_splits(data_dir)
-    if config is None:
-        return splits, splits.source
-    n_used = config.n_train + config.n_valid
-    x, y = np.asarray(splits.x_train[:n_used], np.float32), np.asarray(splits.y_train[:n_used], np.int64)
-    x_tr, y_tr, x_va, y_va = holdout_split(x, y, config.n_valid, seed=0)
-    data = MnistData(
-        np.ascontiguousarray(x_tr),
-        y_tr,
-        np.ascontiguousarray(x_va),
-        y_va,
-        np.ascontiguousarray(splits.x_test, np.float32),
-        splits.y_test.astype(np.int64),
-        splits.source,
-    )
-    return data, splits.source
 
 
 def backend_module(backend: str) -> Any:
