@@ -41,7 +41,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-
 from idrop.experiments import ResultDir, Run, RunKey, RunRegistry, run_grid
 from idrop.experiments._command import command_line
 
