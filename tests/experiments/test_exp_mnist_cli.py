@@ -148,3 +148,31 @@ def test_tiny_run_and_resume_match(
         return {r["method"]: r["test_error"] for r in rows}
 
     assert runs(killed)["information-b1"] == runs(full)["information-b1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lr_schedule_reaches_the_optimizer(backend: str) -> None:
+    """The paper's /10 drops (epoch 2 after a drop at 1 runs at lr / 10) in every backend's optimizer."""
+    if importlib.util.find_spec(_MODULE[backend]) is None:
+        pytest.skip(f"{backend} is not installed")
+    from idrop.experiments import mnist
+    from idrop.experiments._registry import RunKey
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 784)).astype(np.float32), rng.integers(0, 10, 20).astype(np.int64)
+    data = mnist.MnistData(x, y, x[:5], y[:5], x[:5], y[:5], "synthetic")
+    config = mnist.MnistConfig(
+        backend=backend, widths=(8,), methods=("information",), seeds=1, epochs=2, beta_grid=(1.0,),
+        batch_size=10, learning_rate=0.01, lr_drops=(1,), n_train=20, n_valid=5,
+    )  # fmt: skip
+    run = mnist.backend_module(backend).make_runs(data, config, "cpu")(RunKey("information-b1", 8, 0))
+    run.train_epoch(1)
+    run.train_epoch(2)
+    if backend == "torch":
+        lr = run.optimizer.param_groups[0]["lr"]
+    elif backend == "tensorflow":
+        lr = float(run.optimizer.learning_rate.numpy())
+    else:
+        lr = float(run.opt_state.hyperparams["learning_rate"])
+    assert lr == pytest.approx(1e-3)
+    assert run.config.beta == 1.0 and "valid_error" in run.evaluate()
