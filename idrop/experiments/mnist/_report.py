@@ -102,7 +102,9 @@ def _cell(s: Mapping[str, Any], best: bool) -> str:
 
 
 def _p(p: float | None) -> str:
-    return "-" if p is None or not math.isfinite(p) else f"{p:.3f}"
+    if p is None or not math.isfinite(p):
+        return "-"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def markdown(summary: Sequence[Mapping[str, Any]], chosen: Mapping[float, Mapping[str, Any]], title: str) -> str:
