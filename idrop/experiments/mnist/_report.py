@@ -73,7 +73,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> list
     widths = sorted({float(r["width"]) for r in rows})
     out = []
     for width in widths:
-        binary = test.get(("binary", width), [])
+        binary, plain = test.get(("binary", width), []), test.get(("none", width), [])
         for method in methods:
             beta = chosen.get(width, {}).get("beta") if method == INFORMATION else None
             key = information_key(beta) if beta is not None else method
@@ -90,6 +90,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> list
                     "std": float(np.std(v, ddof=1)) if len(v) > 1 else None,
                     "values": v,
                     "p_vs_binary": None if method == "binary" or not binary else welch_p(v, binary),
+                    "p_vs_none": welch_p(v, plain) if method == INFORMATION and plain else None,
                 }
             )
     return out
@@ -111,7 +112,9 @@ def markdown(summary: Sequence[Mapping[str, Any]], chosen: Mapping[float, Mappin
     """The test-error table (only the lowest mean of a row in bold) and the validation table of beta."""
     methods = list(dict.fromkeys(s["method"] for s in summary))
     others = [m for m in methods if m != "binary"]
+    vs_none = INFORMATION in methods and "none" in methods
     head = ["hidden units", *methods, "beta (valid.)", *(f"p {m} vs binary" for m in others)]
+    head += ["p information vs none"] if vs_none else []
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for width in sorted({s["width"] for s in summary}):
         row = {s["method"]: s for s in summary if s["width"] == width}
@@ -119,6 +122,8 @@ def markdown(summary: Sequence[Mapping[str, Any]], chosen: Mapping[float, Mappin
         cells = [_cell(row[m], row[m]["mean"] == best) if m in row else "-" for m in methods]
         beta = chosen.get(width, {}).get("beta")
         pvals = [_p(row[m]["p_vs_binary"]) if m in row else "-" for m in others]
+        if vs_none:
+            pvals.append(_p(row[INFORMATION]["p_vs_none"]) if INFORMATION in row else "-")
         lines.append(
             f"| {width:g} | "
             + " | ".join(cells)
@@ -129,7 +134,7 @@ def markdown(summary: Sequence[Mapping[str, Any]], chosen: Mapping[float, Mappin
     lines += [
         "",
         "Test error (%): mean ± sample std over seeds; bold: the lowest mean of the row. p: two-sided Welch "
-        "t-test of the method's test errors against binary dropout's (same hidden units).",
+        "t-test of the method's test errors against binary dropout's (or no dropout's), same hidden units.",
         "Information Dropout's beta: for each hidden-unit count, the grid value with the lowest mean "
         "validation error (validation split carved from the training images; the test set chose nothing).",
     ]
@@ -148,9 +153,18 @@ def markdown(summary: Sequence[Mapping[str, Any]], chosen: Mapping[float, Mappin
 
 def csv(summary: Sequence[Mapping[str, Any]]) -> str:
     """The summary as CSV: method, hidden units, beta, n, mean, std, Welch p against binary."""
-    lines = ["method,hidden_units,beta,n,mean,std,p_vs_binary"]
+    lines = ["method,hidden_units,beta,n,mean,std,p_vs_binary,p_vs_none"]
     for s in summary:
-        cells = [s["method"], f"{s['width']:g}", s["beta"], s["n"], s["mean"], s["std"], s["p_vs_binary"]]
+        cells = [
+            s["method"],
+            f"{s['width']:g}",
+            s["beta"],
+            s["n"],
+            s["mean"],
+            s["std"],
+            s["p_vs_binary"],
+            s["p_vs_none"],
+        ]
         lines.append(",".join("" if c is None else str(c) for c in cells))
     return "\n".join(lines) + "\n"
 
