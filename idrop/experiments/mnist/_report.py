@@ -188,6 +188,9 @@ def plot(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], tit
             label=method,
         )
     ax.set_xscale("log", base=2)
+    widths = sorted({s["width"] for s in summary})
+    ax.set_xticks(widths, [f"{w:g}" for w in widths])
+    ax.minorticks_off()
     ax.set_xlabel("hidden units per layer")
     ax.set_ylabel("test error (%)")
     ax.set_title(title)
