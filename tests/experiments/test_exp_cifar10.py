@@ -143,3 +143,18 @@ def test_flips_are_opt_in() -> None:
     assert cifar10.config_of(parse(cifar10, ["--flip"])).flip is True
     quick = cifar10.config_of(parse(cifar10, ["--quick", "--batch-size", "7"]))
     assert quick.batch_size == 7 and quick.filter_percentages == (0.25,) and quick.epochs == 2
+
+
+def test_fit_zca_regularisers() -> None:
+    """``add_to="std"`` is process_cifar.py's 1/(sqrt(lambda) + eps); the default keeps 1/sqrt(lambda + eps)."""
+    import numpy as np
+
+    from idrop.data import fit_zca
+
+    x = np.random.default_rng(0).normal(size=(50, 4)) * np.array([1.0, 2.0, 3.0, 4.0])
+    for add_to, scale in (("std", lambda v: np.sqrt(v) + 0.1), ("variance", lambda v: np.sqrt(v + 0.1))):
+        _, matrix = fit_zca(x, epsilon=0.1, add_to=add_to)
+        eigval, eigvec = np.linalg.eigh(np.cov(x, rowvar=False))
+        np.testing.assert_allclose(matrix, (eigvec / scale(eigval)) @ eigvec.T, atol=1e-12)
+    with pytest.raises(ValueError, match="add_to"):
+        fit_zca(x, add_to="eigenvalue")
