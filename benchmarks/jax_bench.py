@@ -19,6 +19,7 @@ from benchmarks._settings import Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_jax import NaiveInfoDropout
 from idrop.backends.jax import InfoDropout, ib_loss
+from idrop.experiments.nets.jax import AllCNN32
 
 BACKEND = "jax"
 N_TRAIN = 60_000
@@ -318,33 +319,10 @@ def mnist_mlp(method: str, s: Settings) -> nnx.Module:
     return nnx.Sequential(*layers, nnx.Linear(d, 10, rngs=nnx.Rngs(9)))
 
 
-def _global_avg_pool(x: jax.Array) -> jax.Array:
-    return jnp.mean(x, axis=(1, 2))
-
-
 def all_cnn_32(method: str, s: Settings, dtype: Any = None) -> nnx.Module:
-    """All-CNN-32; ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters."""
-    c1, c2 = s.cnn_c1, s.cnn_c2
-    seeds = iter(range(1000))
-
-    def conv(cin: int, cout: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[Callable]:
-        seed = next(seeds)
-        layer = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", dtype=dtype, rngs=nnx.Rngs(seed))
-        norm = nnx.BatchNorm(cout, dtype=dtype, rngs=nnx.Rngs(seed))
-        return _hidden(method if drop else "none", layer, 100 + seed, norm)
-
-    return nnx.Sequential(
-        *conv(3, c1),
-        *conv(c1, c1),
-        *conv(c1, c1, stride=2, drop=True),
-        *conv(c1, c2),
-        *conv(c2, c2),
-        *conv(c2, c2, stride=2, drop=True),
-        *conv(c2, c2),
-        *conv(c2, c2, k=1),
-        nnx.Conv(c2, 10, (1, 1), dtype=dtype, rngs=nnx.Rngs(99)),
-        _global_avg_pool,
-    )
+    """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths;
+    ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters."""
+    return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2), dtype=dtype, rngs=nnx.Rngs(0, dropout=1))
 
 
 @nnx.jit

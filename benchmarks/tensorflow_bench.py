@@ -24,6 +24,7 @@ from benchmarks._settings import Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_tensorflow import NaiveInfoDropout
 from idrop.backends.tensorflow import InfoDropout, ib_loss
+from idrop.experiments.nets.tensorflow import AllCNN32
 
 BACKEND = "tensorflow"
 N_TRAIN = 60_000
@@ -293,27 +294,10 @@ def mnist_mlp(method: str, s: Settings) -> keras.Model:
 
 
 def all_cnn_32(method: str, s: Settings) -> keras.Model:
-    c1, c2 = s.cnn_c1, s.cnn_c2
-
-    def conv(c: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[keras.Layer]:
-        layer = keras.layers.Conv2D(c, k, strides=stride, padding="same")
-        return _hidden(method if drop else "none", layer, keras.layers.BatchNormalization())
-
-    return keras.Sequential(
-        [
-            keras.Input((s.cnn_hw, s.cnn_hw, 3)),
-            *conv(c1),
-            *conv(c1),
-            *conv(c1, stride=2, drop=True),
-            *conv(c2),
-            *conv(c2),
-            *conv(c2, stride=2, drop=True),
-            *conv(c2),
-            *conv(c2, k=1),
-            keras.layers.Conv2D(10, 1),
-            keras.layers.GlobalAveragePooling2D(),
-        ]
-    )
+    """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths; built."""
+    model = AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
+    model(tf.zeros((1, s.cnn_hw, s.cnn_hw, 3)), training=False)
+    return model
 
 
 def _built(build: Callable, method: str, s: Settings, mixed: bool) -> keras.Model:

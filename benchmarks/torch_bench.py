@@ -16,6 +16,7 @@ from benchmarks._settings import Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_torch import NaiveInfoDropout
 from idrop.backends.torch import InfoDropout, ib_loss
+from idrop.experiments.nets.torch import AllCNN32
 
 BACKEND = "torch"
 N_TRAIN = 60_000  # the KL term's 1/N of eq. 5; its value does not change the cost
@@ -239,27 +240,8 @@ def mnist_mlp(method: str, s: Settings) -> nn.Module:
 
 
 def all_cnn_32(method: str, s: Settings) -> nn.Module:
-    """All-CNN-32 of the paper's Table 2a, batch norm, dropout after the two stride-2 convolutions."""
-    c1, c2 = s.cnn_c1, s.cnn_c2
-
-    def conv(cin: int, cout: int, k: int = 3, stride: int = 1, drop: bool = False) -> list[nn.Module]:
-        layer = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-        norm = nn.BatchNorm2d(cout)
-        return _hidden(method if drop else "none", layer, norm)
-
-    return nn.Sequential(
-        *conv(3, c1),
-        *conv(c1, c1),
-        *conv(c1, c1, stride=2, drop=True),
-        *conv(c1, c2),
-        *conv(c2, c2),
-        *conv(c2, c2, stride=2, drop=True),
-        *conv(c2, c2),
-        *conv(c2, c2, k=1),
-        nn.Conv2d(c2, 10, 1),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    )
+    """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths."""
+    return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
 
 
 def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[str, Any]:

@@ -10,6 +10,7 @@
 
 import argparse
 import os
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -17,33 +18,15 @@ import numpy as np
 import optax
 from flax import nnx
 
-from idrop.backends.jax import InfoDropout, ib_loss
+from idrop.backends.jax import ib_loss
 from idrop.data import mnist_splits
-
-
-class MLP(nnx.Module):
-    def __init__(self, method: str, width: int, max_alpha: float, rngs: nnx.Rngs) -> None:
-        hidden, n_in = [], 784
-        for _ in range(3):
-            linear = nnx.Linear(n_in, width, rngs=rngs)
-            if method == "information":
-                hidden.append(InfoDropout(linear, activation="relu", max_alpha=max_alpha, rngs=rngs))
-            else:
-                hidden.append(nnx.Sequential(linear, nnx.relu, nnx.Dropout(0.5, rngs=rngs)))
-            n_in = width
-        self.hidden = nnx.List(hidden)
-        self.out = nnx.Linear(n_in, 10, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.hidden:
-            x = layer(x)
-        return self.out(x)
+from idrop.experiments.nets.jax import MLP  # the network of `idrop reproduce mnist`
 
 
 @nnx.jit(static_argnames=("beta", "n_train"))
-def train_step(model, opt, x, y, beta, n_train):
+def train_step(model, opt, x, y, key, beta, n_train):
     def loss_fn(model):
-        task = optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+        task = optax.softmax_cross_entropy_with_integer_labels(model(x, key), y).mean()  # a key: noise on
         return ib_loss(task, model, beta, n_train)  # the KL each InfoDropout left on .kl
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -53,7 +36,7 @@ def train_step(model, opt, x, y, beta, n_train):
 
 @nnx.jit
 def predict(model, x):
-    return model(x).argmax(-1)
+    return model(x).argmax(-1)  # no key: evaluation mode, noise off
 
 
 def main() -> None:
@@ -72,16 +55,17 @@ def main() -> None:
     x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
     x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     n_train = len(x_train)
-    model = MLP(args.method, args.width, args.max_alpha, nnx.Rngs(params=args.seed, dropout=args.seed + 1))
+    config = SimpleNamespace(max_alpha=args.max_alpha, dropout_rate=0.5)
+    model = MLP(args.method, args.width, config, nnx.Rngs(params=args.seed, dropout=args.seed + 1))
     opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     rng = np.random.default_rng(args.seed)
     for epoch in range(args.epochs):
-        model.train()  # noise on (nnx.Dropout and InfoDropout follow the same switch)
-        for idx in np.array_split(rng.permutation(n_train), max(1, n_train // args.batch_size)):
-            loss = train_step(model, opt, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]), args.beta, n_train)
+        for i, idx in enumerate(np.array_split(rng.permutation(n_train), max(1, n_train // args.batch_size))):
+            key = jax.random.key(args.seed * 100_003 + epoch * 10_007 + i)  # this step's noise
+            x, y = jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx])
+            loss = train_step(model, opt, x, y, key, args.beta, n_train)
         print(f"epoch {epoch + 1}: train loss {float(loss):.4f}")
 
-    model.eval()
     pred = np.concatenate([np.asarray(predict(model, jnp.asarray(xb))) for xb in np.array_split(x_test, 10)])
     print(f"{args.method} dropout: test error {100 * np.mean(pred != y_test):.2f}%")
 

@@ -10,30 +10,12 @@ IB loss with Adam. ``--method binary`` swaps in binary dropout.
 
 import argparse
 import os
+from types import SimpleNamespace
 
 import keras
 
-from idrop.backends.tensorflow import InfoDropout
 from idrop.data import mnist_splits
-
-
-def make_model(method: str, width: int, beta: float, n_train: int, max_alpha: float, seed: int) -> keras.Model:
-    layers = [keras.Input((784,))]
-    for i in range(3):
-        if method == "information":
-            layers.append(
-                InfoDropout(
-                    keras.layers.Dense(width),
-                    activation="relu",
-                    beta=beta,
-                    n_train=n_train,
-                    max_alpha=max_alpha,
-                    seed=seed + i,
-                )
-            )
-        else:
-            layers += [keras.layers.Dense(width, activation="relu"), keras.layers.Dropout(0.5, seed=seed + i)]
-    return keras.Sequential([*layers, keras.layers.Dense(10)])
+from idrop.experiments.nets.tensorflow import build_mlp  # the network of `idrop reproduce mnist`
 
 
 def main() -> None:
@@ -53,7 +35,8 @@ def main() -> None:
     x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
     x_train, y_train = x_train[: args.limit], y_train[: args.limit]
 
-    model = make_model(args.method, args.width, args.beta, len(x_train), args.max_alpha, args.seed)
+    config = SimpleNamespace(beta=args.beta, n_train=len(x_train), max_alpha=args.max_alpha, dropout_rate=0.5)
+    model = build_mlp(args.method, args.width, config, args.seed)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

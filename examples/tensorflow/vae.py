@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from idrop.backends.tensorflow import InfoDropout
 from idrop.data import binarize, mnist_splits
+from idrop.experiments.nets.tensorflow import VAE  # the network of `idrop reproduce vae`
 
 
 def main() -> None:
@@ -32,19 +32,15 @@ def main() -> None:
     x_train, _, x_test, _, _ = mnist_splits(args.data_dir)
     x_train, x_test = binarize(x_train[: args.limit]), binarize(x_test)
 
-    encoder = keras.layers.Dense(args.hidden, activation="tanh")
-    latent = InfoDropout(
-        keras.layers.Dense(args.latent), activation="softplus", prior="log-normal", max_alpha=1.0, seed=args.seed
-    )
-    decoder = keras.Sequential([keras.layers.Dense(args.hidden, activation="tanh"), keras.layers.Dense(784)])
-    model = keras.Sequential([keras.Input((784,)), encoder, latent, decoder])
+    model = VAE("information", args.hidden, args.latent, max_alpha=1.0, seed=args.seed)
+    model(tf.constant(x_train[:1]))  # build
     opt = keras.optimizers.Adam(1e-3)
 
     def elbo(x: tf.Tensor) -> tf.Tensor:
         """One-sample ELBO per image, in nats (with the latent's noise on: it is a noisy estimate)."""
-        logits = model(x, training=True)
+        logits, kl = model(x)  # the latent is always sampled
         log_lik = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=1)
-        return log_lik - latent.kl
+        return log_lik - kl
 
     @tf.function
     def train_step(x: tf.Tensor) -> tf.Tensor:

@@ -2,6 +2,7 @@
 
 784 -> 3 hidden ReLU layers with Information Dropout -> 10, trained on the IB loss
 (cross-entropy + beta * KL / n_train) with Adam. ``--method binary`` swaps in binary dropout.
+The network is :class:`idrop.experiments.nets.torch.MLP`, the one ``idrop reproduce mnist`` trains.
 
     python examples/torch/mnist.py --epochs 20
     python examples/torch/mnist.py --epochs 20 --method binary
@@ -9,25 +10,15 @@
 
 import argparse
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from idrop.backends.torch import InfoDropout, ib_loss
+from idrop.backends.torch import ib_loss
 from idrop.data import mnist_splits
-
-
-def make_model(method: str, width: int, max_alpha: float) -> nn.Sequential:
-    layers, n_in = [], 784
-    for _ in range(3):
-        if method == "information":
-            layers.append(InfoDropout(nn.Linear(n_in, width), activation="relu", max_alpha=max_alpha))
-        else:
-            layers += [nn.Linear(n_in, width), nn.ReLU(), nn.Dropout(0.5)]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, 10))
+from idrop.experiments.nets.torch import MLP  # the network of `idrop reproduce mnist`
 
 
 def main() -> None:
@@ -51,7 +42,7 @@ def main() -> None:
     x_test, y_test = torch.tensor(x_test, device=device), torch.tensor(y_test, device=device)
     n_train = len(x_train)
 
-    model = make_model(args.method, args.width, args.max_alpha).to(device)
+    model = MLP(args.method, args.width, SimpleNamespace(max_alpha=args.max_alpha, dropout_rate=0.5)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(args.seed)
     for epoch in range(args.epochs):

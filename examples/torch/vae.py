@@ -12,24 +12,15 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from idrop.backends.torch import InfoDropout
 from idrop.data import binarize, mnist_splits
+from idrop.experiments.nets.torch import VAE  # the network of `idrop reproduce vae`
 
 
-class VAE(nn.Module):
-    def __init__(self, hidden: int, latent: int) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(784, hidden), nn.Tanh())
-        self.latent = InfoDropout(nn.Linear(hidden, latent), activation="softplus", prior="log-normal", max_alpha=1.0)
-        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, 784))
-
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """One-sample ELBO per image, in nats (call in training mode: it needs the noise and the KL)."""
-        logits = self.decoder(self.latent(self.encoder(x)))
-        log_lik = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-        return log_lik - self.latent.kl
+def elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """One-sample ELBO per image, in nats (the model samples its latent: the bound needs the noise and the KL)."""
+    logits, kl = model(x)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1) - kl
 
 
 def main() -> None:
@@ -49,21 +40,21 @@ def main() -> None:
     x_train = torch.tensor(binarize(x_train[: args.limit]), device=device)
     x_test = torch.tensor(binarize(x_test), device=device)
 
-    model = VAE(args.hidden, args.latent).to(device)
+    model = VAE("information", args.hidden, args.latent, max_alpha=1.0).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(args.seed)
     model.train()  # the ELBO is a noisy estimate: keep the latent's noise on at test time too
     for epoch in range(args.epochs):
         for idx in np.array_split(rng.permutation(len(x_train)), max(1, len(x_train) // args.batch_size)):
-            loss = -model.elbo(x_train[torch.as_tensor(idx, device=device)]).mean()
+            loss = -elbo(model, x_train[torch.as_tensor(idx, device=device)]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         print(f"epoch {epoch + 1}: train -ELBO {loss.item():.2f}")
 
     with torch.no_grad():
-        elbo = torch.cat([model.elbo(xb) for xb in x_test.split(1000)]).mean().item()
-    print(f"test ELBO {elbo:.2f} nats")
+        test_elbo = torch.cat([elbo(model, xb) for xb in x_test.split(1000)]).mean().item()
+    print(f"test ELBO {test_elbo:.2f} nats")
 
 
 if __name__ == "__main__":

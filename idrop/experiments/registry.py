@@ -1,6 +1,8 @@
 """The experiments ``idrop reproduce`` knows, loaded lazily by name.
 
-Each entry maps an experiment name to ``"module:function"``, a module that exposes
+Each entry maps an experiment name to ``"package:function"``: the experiment's package
+``idrop.experiments.<name>`` (protocol in its ``__init__``, train steps in ``torch.py``,
+``tensorflow.py``, ``jax.py``), which exposes
 ``add_arguments(parser)`` and ``run(args) -> int``. Nothing is imported until the
 command line asks for it, so ``idrop --help`` stays fast and a module that is not
 written yet only breaks its own experiment.
@@ -21,8 +23,8 @@ EXPERIMENTS: dict[str, str] = {
 
 #: One line each, for ``--help`` (no import needed to show it).
 DESCRIPTIONS: dict[str, str] = {
-    "mnist": "Fig. 3a: test error vs. width of a 3-layer fully connected net on MNIST",
-    "cifar10": "All-CNN-32 on CIFAR-10 with Information Dropout (Fig. 3b, Table 2a)",
+    "mnist": "Fig. 3a: test error vs. hidden units of a 3-layer fully connected net on MNIST",
+    "cifar10": "All-CNN-32 on CIFAR-10 as the official cifar.py (Fig. 3b, Table 2a)",
     "cluttered": "Cluttered MNIST: KL heat maps find the digit (Fig. 2)",
     "vae": "Variational autoencoder as a special case of Information Dropout (Section 5, Table 1)",
 }

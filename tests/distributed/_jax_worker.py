@@ -18,7 +18,7 @@ from flax import nnx
 from idrop import cli
 from idrop.backends.jax import InfoDropout
 from idrop.distributed import jax as djax
-from idrop.experiments._mnist_jax import kl_per_example
+from idrop.experiments.mnist.jax import kl_per_example
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _mnist_data import mnist_args

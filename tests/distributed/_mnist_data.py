@@ -41,6 +41,8 @@ def mnist_args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str
         "200",
         "--methods",
         "information",
+        "--beta",
+        "1",
         "--no-progress",
         *extra,
     ]

@@ -17,7 +17,7 @@ from torch import nn
 from idrop import cli
 from idrop.backends.torch import InfoDropout, ib_loss
 from idrop.distributed import torch as dtorch
-from idrop.experiments._mnist_torch import sum_loss
+from idrop.experiments.mnist.torch import sum_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _mnist_data import mnist_args

@@ -123,9 +123,9 @@ def test_tiny_run_and_resume_match(
         pytest.skip(f"{backend} is not installed")
     monkeypatch.setenv("IDROP_TF_JIT", "0")  # XLA compile time would dominate a 2-epoch test
     full = tmp_path / "full"
-    assert cli.main(_args(backend, data_dir, full, "--methods", "information")) == 0
+    assert cli.main(_args(backend, data_dir, full, "--methods", "information", "--beta", "1")) == 0
     folder = full / "mnist" / backend
-    for name in ("table.md", "results.json", "results.csv", "error_vs_width.png", "config.json"):
+    for name in ("table.md", "results.json", "results.csv", "error_vs_units.png", "config.json"):
         assert (folder / name).is_file(), name
     assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())
     table = (folder / "table.md").read_text()
@@ -133,16 +133,46 @@ def test_tiny_run_and_resume_match(
 
     killed = tmp_path / "killed"
     with pytest.raises(SystemExit) as exc:
-        cli.main(_args(backend, data_dir, killed, "--methods", "information", "--stop-after-epochs", "1"))
+        cli.main(
+            _args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--stop-after-epochs", "1")
+        )
     assert exc.value.code == 3
     state = json.loads((killed / "mnist" / backend / "state.json").read_text())
-    assert state["in_progress"]["information_w8_s0"]["epoch"] == 1
+    assert state["in_progress"]["information-b1_w8_s0"]["epoch"] == 1
     # A non-empty folder without --resume is refused rather than mixed into.
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information")) == 2
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--resume")) == 0
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1")) == 2
+    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--resume")) == 0
 
     def runs(root: Path) -> dict[str, float]:
         rows = json.loads((root / "mnist" / backend / "results.json").read_text())["runs"]
         return {r["method"]: r["test_error"] for r in rows}
 
-    assert runs(killed)["information"] == runs(full)["information"]
+    assert runs(killed)["information-b1"] == runs(full)["information-b1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lr_schedule_reaches_the_optimizer(backend: str) -> None:
+    """The paper's /10 drops (epoch 2 after a drop at 1 runs at lr / 10) in every backend's optimizer."""
+    if importlib.util.find_spec(_MODULE[backend]) is None:
+        pytest.skip(f"{backend} is not installed")
+    from idrop.experiments import mnist
+    from idrop.experiments._registry import RunKey
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 784)).astype(np.float32), rng.integers(0, 10, 20).astype(np.int64)
+    data = mnist.MnistData(x, y, x[:5], y[:5], x[:5], y[:5], "synthetic")
+    config = mnist.MnistConfig(
+        backend=backend, widths=(8,), methods=("information",), seeds=1, epochs=2, beta_grid=(1.0,),
+        batch_size=10, learning_rate=0.01, lr_drops=(1,), n_train=20, n_valid=5,
+    )  # fmt: skip
+    run = mnist.backend_module(backend).make_runs(data, config, "cpu")(RunKey("information-b1", 8, 0))
+    run.train_epoch(1)
+    run.train_epoch(2)
+    if backend == "torch":
+        lr = run.optimizer.param_groups[0]["lr"]
+    elif backend == "tensorflow":
+        lr = float(run.optimizer.learning_rate.numpy())
+    else:
+        lr = float(run.opt_state.hyperparams["learning_rate"])
+    assert lr == pytest.approx(1e-3)
+    assert run.config.beta == 1.0 and "valid_error" in run.evaluate()

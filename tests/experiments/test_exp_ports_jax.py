@@ -73,8 +73,9 @@ def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
 
 
 def test_vae_tiny_end_to_end_and_checkpoint(tmp_path: Path) -> None:
-    from idrop.experiments import _vae_jax, vae
+    from idrop.experiments import vae
     from idrop.experiments._registry import RunKey
+    from idrop.experiments.vae import jax as _vae_jax
 
     rng = np.random.default_rng(0)
     x = rng.random((64, 784)).astype(np.float32)
@@ -135,3 +136,18 @@ def test_cifar10_tiny_end_to_end(tmp_path: Path, write_tiny_cifar) -> None:
         assert 0 <= r["test_error"] <= 1
     rows = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) and r["lr"] > 0 for r in rows)
+
+
+def test_all_cnn_32_is_the_official_network() -> None:
+    """Shift-only batch norm with eps 1e-3 (cifar.py:79), alpha convs with a bias (:90-91), a final linear (:152)."""
+    from flax import nnx
+
+    from idrop.backends.jax import InfoDropout
+    from idrop.experiments.nets.jax import AllCNN32
+
+    net = AllCNN32("information", widths=(4, 8), rngs=nnx.Rngs(0))
+    norms = [m for _, m in nnx.iter_modules(net) if isinstance(m, nnx.BatchNorm)]
+    assert len(norms) == 9 and all(m.epsilon == 1e-3 and m.scale is None for m in norms)
+    drops = [m for _, m in nnx.iter_modules(net) if isinstance(m, InfoDropout)]
+    assert len(drops) == 2 and all(d.alpha_layer.bias is not None for d in drops)
+    assert net(np.zeros((2, 8, 8, 3), np.float32)).shape == (2, 10)

@@ -96,7 +96,7 @@ def test_vae_tiny_end_to_end(tmp_path: Path) -> None:
 def test_vae_checkpoint_round_trip(tmp_path: Path) -> None:
     """save_state / load_state restore weights, optimizer, noise seeds and the batch order."""
     from idrop.experiments import RunKey
-    from idrop.experiments._vae_tensorflow import VaeRun
+    from idrop.experiments.vae.tensorflow import VaeRun
 
     rng = np.random.default_rng(0)
     data = {
@@ -163,3 +163,20 @@ def test_batch_norm_refresh_matches_batch_statistics() -> None:
     h = np.asarray(conv(x)).reshape(2, -1, 3)
     np.testing.assert_allclose(np.asarray(bn.moving_mean), h.mean(1).mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(bn.moving_variance), h.var(1, ddof=1).mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_all_cnn_32_is_the_official_network() -> None:
+    """Shift-only batch norm with eps 1e-3 (cifar.py:79), alpha convs with a bias (:90-91), a final linear (:152)."""
+    import keras
+
+    from idrop.backends.tensorflow import InfoDropout
+    from idrop.experiments.nets.tensorflow import AllCNN32
+
+    net = AllCNN32("information", widths=(4, 8))
+    assert tuple(net(np.zeros((2, 8, 8, 3), np.float32), training=False).shape) == (2, 10)
+    layers = list(net._flatten_layers(include_self=False, recursive=True))
+    norms = [m for m in layers if isinstance(m, keras.layers.BatchNormalization)]
+    assert len(norms) == 9 and all(m.epsilon == 1e-3 and m.gamma is None for m in norms)
+    drops = [m for m in layers if isinstance(m, InfoDropout)]
+    assert len(drops) == 2 and all(d.alpha_layer.use_bias for d in drops)
+    assert isinstance(net.logits, keras.layers.Dense)

@@ -40,3 +40,22 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     for s in summary:
         # An ELBO is a log-likelihood bound of binary images: finite and below 0.
         assert math.isfinite(s["test_elbo"]) and s["test_elbo"] < 0
+
+
+def test_full_setting_is_table_1_and_the_table_names_the_differences() -> None:
+    from idrop.experiments import vae
+
+    assert vae.FULL.ks == (1.0, 2.0, 3.0)  # Table 1's k = 1, 2, 3 (was 0.5, 1, 2)
+    assert vae.QUICK.ks == vae.FULL.ks and vae.QUICK.scale > 1
+    cfg = vae.config_of(parse(vae, ["--quick"]))
+    rows = [
+        {"method": m, "width": k, "seed": s, "test_elbo": -100.0 - s}
+        for m in cfg["latents"]
+        for k in cfg["ks"]
+        for s in (0, 1)
+    ]
+    summary = vae.summarize(cfg, rows)
+    assert {(s["latent"], s["k"]) for s in summary} == {(m, k) for m in ("gaussian", "information") for k in (1, 2, 3)}
+    text = vae.table(cfg, summary, n_train=5000, n_test=10000)
+    assert "-100.50 ± 0.71" in text  # mean ± sample std over seeds
+    assert "5,000 MNIST training images" in text and "Binarisation: stochastic" in text and "Table 1" in text

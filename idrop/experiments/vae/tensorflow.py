@@ -14,52 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import InfoDropout, gaussian_kl
 from idrop.experiments import ResultDir, RunKey, run_grid
-
-from ._tensorflow_common import batches, configure, load_tf_state, save_tf_state, use_jit
-
-
-class VAE(keras.Model):
-    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
-
-    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
-    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
-    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5), whose KL on ``log z`` equals
-    ``KL(q(z|x) || p(z))``, so ``-loss`` is a true lower bound in both cases.
-    """
-
-    def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float, seed: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.latent = latent
-        self.encoder = keras.layers.Dense(hidden, activation="tanh")
-        if latent == "gaussian":
-            self.head = keras.layers.Dense(2 * n_latent)
-            self.noise = keras.random.SeedGenerator(seed)
-        elif latent == "information":
-            self.head = InfoDropout(
-                keras.layers.Dense(n_latent), activation="softplus", prior="log-normal", max_alpha=max_alpha, seed=seed
-            )
-        else:
-            raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
-        self.decoder_hidden = keras.layers.Dense(hidden, activation="tanh")
-        self.decoder_out = keras.layers.Dense(784)
-
-    def call(self, x: Any) -> tuple[Any, Any]:
-        """Bernoulli logits of a reconstruction from one latent sample, and the per-sample KL.
-
-        Always sampled: every use (training and the test bound) needs the stochastic latent.
-        """
-        h = self.encoder(x)
-        if self.latent == "gaussian":
-            mu, log_s = tf.split(self.head(h), 2, axis=1)
-            s = tf.exp(log_s)
-            z = mu + s * keras.random.normal(tf.shape(mu), seed=self.noise)
-            kl = tf.reduce_sum(gaussian_kl(mu, s), axis=1)
-        else:
-            z = self.head(h, training=True)
-            kl = self.head.kl
-        return self.decoder_out(self.decoder_hidden(z)), kl
+from idrop.experiments._tensorflow_common import batches, configure, load_tf_state, save_tf_state, use_jit
+from idrop.experiments.nets.tensorflow import VAE
 
 
 def negative_elbo(model: VAE, x: Any) -> tuple[Any, Any]:
@@ -129,6 +86,6 @@ def train_all(
     results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
 ) -> list[dict[str, Any]]:
     """Every (latent, k, seed) run, resumable; return the finished rows."""
-    configure(cfg["device"])
+    configure(cfg["device"], threads=1)  # small matmuls: extra intra-op threads only spin-wait
     keys = [RunKey(lat, k, s) for lat in cfg["latents"] for k in cfg["ks"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda key: VaeRun(key, cfg, data), epochs=cfg["epochs"], progress=progress)

@@ -7,7 +7,6 @@ device count and sharded on ``"data"``, losses weighted means over the real exam
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 from collections.abc import Callable
@@ -26,10 +25,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from idrop.backends.jax import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.jax import InfoDropout
 from idrop.distributed import jax as djax
+from idrop.experiments.nets.jax import MLP
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 
 def resolve_device(device: str) -> jax.Device:
@@ -43,39 +43,6 @@ def resolve_device(device: str) -> jax.Device:
 def device_name(device: str) -> str:
     """Human-readable name of the device a run will use."""
     return str(resolve_device(device).device_kind)
-
-
-def hidden_layer(method: str, n_in: int, width: int, config: Any, rngs: nnx.Rngs) -> nnx.Module:
-    """One hidden layer: Linear, ReLU and the method's noise."""
-    linear = nnx.Linear(n_in, width, rngs=rngs)
-    if method == "none":
-        return linear
-    if method == "binary":
-        return BinaryDropout(linear, activation="relu", rate=config.dropout_rate, rngs=rngs)
-    if method == "gaussian":
-        return GaussianDropout(linear, activation="relu", rate=config.dropout_rate, rngs=rngs)
-    if method == "lognormal":
-        return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha, rngs=rngs)
-    if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, rngs=rngs)
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-class MLP(nnx.Module):
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-
-    def __init__(self, method: str, width: int, config: Any, rngs: nnx.Rngs) -> None:
-        self.plain = method == "none"
-        sizes = [784, width, width, width]
-        self.hidden = nnx.List([hidden_layer(method, a, b, config, rngs) for a, b in itertools.pairwise(sizes)])
-        self.out = nnx.Linear(width, 10, rngs=rngs)
-
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Training mode with a ``key`` (one subkey per layer), evaluation mode without."""
-        keys = [None] * 3 if key is None else list(jax.random.split(key, 3))
-        for layer, k in zip(self.hidden, keys):
-            x = jax.nn.relu(layer(x)) if self.plain else layer(x, deterministic=k is None, rngs=k)
-        return self.out(x)
 
 
 def kl_per_example(model: nnx.Module) -> jax.Array | float:
@@ -96,12 +63,13 @@ class JaxRun:
     """
 
     def __init__(self, key: Any, data: dict[str, jax.Array], config: Any, mesh: jax.sharding.Mesh) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.mesh = key, data, config, mesh
         seed = init_seed(key.seed, key.width, key.method)
         with jax.default_device(mesh.devices.flat[0]):
-            model = MLP(key.method, int(key.width), config, nnx.Rngs(params=seed, dropout=seed + 1))
+            model = MLP(method, int(key.width), config, nnx.Rngs(params=seed, dropout=seed + 1))
             graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-            self.tx = optax.adam(config.learning_rate)
+            self.tx = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
             opt_state = self.tx.init(params)
         self.graphdef = graphdef
         self.params, self.opt_state, self.rest = djax.replicate(mesh, (params, opt_state, rest))
@@ -134,6 +102,7 @@ class JaxRun:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, n = self.config, int(self.data["x_train"].shape[0])
         epoch_key = jax.random.key(epoch_seed(self.key.seed, epoch))  # the noise of this epoch
+        self.opt_state.hyperparams["learning_rate"] = djax.replicate(self.mesh, np.float32(cfg.lr_at(epoch)))
         stats = []
         for i, idx in enumerate(batch_order(n, cfg.batch_size, self.key.seed, epoch)):
             padded, w = djax.pad_batch(idx, self.mesh.size)
@@ -158,7 +127,11 @@ class JaxRun:
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def save_state(self, path: Path) -> None:
         leaves = jax.tree_util.tree_leaves((self.params, self.opt_state))
@@ -180,5 +153,8 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     ``devices`` > 1 trains data-parallel on a mesh of that many devices of ``device``'s kind.
     """
     mesh = djax.data_mesh(devices, resolve_device(device).platform)
-    arrays = {k: djax.replicate(mesh, np.asarray(getattr(data, k))) for k in ("x_train", "y_train", "x_test", "y_test")}
+    arrays = {
+        k: djax.replicate(mesh, np.asarray(getattr(data, k)))
+        for k in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+    }
     return lambda key: JaxRun(key, arrays, config, mesh)

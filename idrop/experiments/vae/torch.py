@@ -8,50 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from idrop.backends.torch import InfoDropout, gaussian_kl
 from idrop.experiments import ResultDir, RunKey, run_grid
-
-from ._torch_common import batches, load_torch_state, pick_device, save_torch_state
-
-
-class VAE(nn.Module):
-    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
-
-    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
-    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
-    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5). Its per-unit KL is
-    ``KL(N(log f, alpha^2) || N(mu, sigma^2))`` on ``log z``, which equals ``KL(q(z|x) || p(z))``
-    because ``log`` is a bijection, so ``-loss`` is a true lower bound in both cases.
-    """
-
-    def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float) -> None:
-        super().__init__()
-        self.latent = latent
-        self.encoder = nn.Sequential(nn.Linear(784, hidden), nn.Tanh())
-        if latent == "gaussian":
-            self.head = nn.Linear(hidden, 2 * n_latent)
-        elif latent == "information":
-            self.head = InfoDropout(
-                nn.Linear(hidden, n_latent), activation="softplus", prior="log-normal", max_alpha=max_alpha
-            )
-        else:
-            raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
-        self.decoder = nn.Sequential(nn.Linear(n_latent, hidden), nn.Tanh(), nn.Linear(hidden, 784))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bernoulli logits of a reconstruction from one latent sample, and the per-sample KL."""
-        h = self.encoder(x)
-        if self.latent == "gaussian":
-            mu, log_s = self.head(h).chunk(2, dim=1)
-            s = log_s.exp()
-            z = mu + s * torch.randn_like(mu)
-            kl = gaussian_kl(mu, s).sum(1)
-        else:
-            z = self.head(h)  # sampled: the layer stays in train mode whenever a bound is computed
-            kl = self.head.kl
-        return self.decoder(z), kl
+from idrop.experiments._torch_common import batches, load_torch_state, pick_device, save_torch_state
+from idrop.experiments.nets.torch import VAE
 
 
 def negative_elbo(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,5 +72,8 @@ def train_all(
     results: ResultDir, cfg: dict[str, Any], data: dict[str, np.ndarray], *, progress: bool
 ) -> list[dict[str, Any]]:
     """Every (latent, k, seed) run, resumable; return the finished rows."""
+    if pick_device(cfg["device"]).type == "cpu":
+        # Small matmuls: on a busy 2-core machine a second intra-op thread made an epoch 15x slower.
+        torch.set_num_threads(1)
     keys = [RunKey(lat, k, s) for lat in cfg["latents"] for k in cfg["ks"] for s in cfg["seeds"]]
     return run_grid(results, keys, lambda key: VaeRun(key, cfg, data), epochs=cfg["epochs"], progress=progress)

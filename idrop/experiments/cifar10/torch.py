@@ -1,4 +1,4 @@
-"""PyTorch trainer of the CIFAR-10 experiment: All-CNN-32 as in the official ``cifar.py``."""
+"""PyTorch train step of the CIFAR-10 experiment (protocol in :mod:`idrop.experiments.cifar10`)."""
 
 from __future__ import annotations
 
@@ -8,52 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from idrop.backends.torch import kl_loss
 from idrop.experiments import ResultDir, RunKey, run_grid
+from idrop.experiments._torch_common import batches, load_torch_state, pick_device, refresh_batch_norm, save_torch_state
+from idrop.experiments.nets import all_cnn_widths
+from idrop.experiments.nets.torch import AllCNN32
 
-from ._torch_common import (
-    batches,
-    conv_bn,
-    load_torch_state,
-    noisy_block,
-    pick_device,
-    refresh_batch_norm,
-    save_torch_state,
-)
-
-
-def _act(activation: str) -> nn.Module:
-    return nn.ReLU() if activation == "relu" else nn.Softplus()
-
-
-class AllCNN32(nn.Module):
-    """All-CNN-32 (paper Table 2a): input dropout 0.2, then 3x conv96 and 3x conv192 blocks.
-
-    The third conv of each block has stride 2 and carries the noise (Information Dropout,
-    binary dropout 0.5, or none); then conv192 3x3, conv192 1x1, conv10 1x1 and a global
-    average. Batch norm on every conv; the logits get no activation.
-    """
-
-    def __init__(
-        self, *, method: str, filter_percentage: float, activation: str, max_alpha: float, input_dropout: float = 0.2
-    ) -> None:
-        super().__init__()
-        a, b = (max(1, round(w * filter_percentage)) for w in (96, 192))
-        self.input_dropout = nn.Dropout(input_dropout)  # binary, as the official code
-        layers: list[nn.Module] = []
-        c = 3
-        for w in (a, b):
-            for _ in range(2):
-                layers += [*conv_bn(c, w, 3), _act(activation)]
-                c = w
-            layers.append(noisy_block(method, c, w, activation=activation, max_alpha=max_alpha))
-        layers += [*conv_bn(b, b, 3), _act(activation), *conv_bn(b, b, 1), _act(activation), *conv_bn(b, 10, 1)]
-        self.features = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.input_dropout(x)).mean(dim=(2, 3))
+from . import lr_at
 
 
 class CifarRun:
@@ -70,20 +32,28 @@ class CifarRun:
         self.x_test = torch.from_numpy(data["x_test"]).permute(0, 3, 1, 2).contiguous()
         self.y_test = torch.from_numpy(data["y_test"])
         self.model = AllCNN32(
-            method=key.method, filter_percentage=key.width, activation=cfg["activation"], max_alpha=cfg["max_alpha"]
+            key.method,
+            widths=all_cnn_widths(float(key.width)),
+            activation=cfg["activation"],
+            max_alpha=cfg["max_alpha"],
+            input_dropout=cfg["input_dropout"],
         ).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"]
+            params, lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["weight_decay"]
         )
-        drops = [max(1, round(cfg["epochs"] * f)) for f in cfg["lr_drops"]]
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, drops, gamma=0.1)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random horizontal flips (the official code's only augmentation besides whitening)."""
+        """Random horizontal flips with ``--flip`` (not in the official code), else ``x``."""
+        if not self.cfg["flip"]:
+            return x
         flip = torch.from_numpy(self.rng.random(len(x)) < 0.5)
         return torch.where(flip[:, None, None, None], x.flip(3), x)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        lr = lr_at(self.cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.model.train()
         n = len(self.x_train)
         tot = {"loss": 0.0, "kl": 0.0, "error": 0.0}
@@ -99,8 +69,7 @@ class CifarRun:
             tot["loss"] += float(loss.detach()) * len(idx)
             tot["kl"] += float(kl.detach()) * n * len(idx)
             tot["error"] += float((logits.argmax(1) != y).sum())
-        self.scheduler.step()
-        return {**{k: v / n for k, v in tot.items()}, "lr": self.optimizer.param_groups[0]["lr"]}
+        return {**{k: v / n for k, v in tot.items()}, "lr": lr}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -112,10 +81,10 @@ class CifarRun:
         return {"test_error": wrong / len(self.x_test)}
 
     def save_state(self, path: Path) -> None:
-        save_torch_state(path, self.model, self.optimizer, self.scheduler, self.rng)
+        save_torch_state(path, self.model, self.optimizer, None, self.rng)
 
     def load_state(self, path: Path) -> None:
-        load_torch_state(path, self.model, self.optimizer, self.scheduler, self.rng)
+        load_torch_state(path, self.model, self.optimizer, None, self.rng)
 
 
 def train_all(

@@ -9,7 +9,6 @@ alone writes checkpoints and tables; all ranks load the same checkpoint on resum
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from idrop.backends.torch import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.torch import InfoDropout
 from idrop.distributed import replica_seed
 from idrop.distributed import torch as dtorch
+from idrop.experiments.nets.torch import MLP
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -78,42 +78,14 @@ def sum_loss(
     return task + beta * kl / n_train, kl
 
 
-def hidden_layer(method: str, n_in: int, width: int, config: Any) -> nn.Module:
-    """One hidden layer: Linear, ReLU and the method's noise."""
-    linear = nn.Linear(n_in, width)
-    if method == "none":
-        return nn.Sequential(linear, nn.ReLU())
-    if method == "binary":
-        return BinaryDropout(linear, activation="relu", rate=config.dropout_rate)
-    if method == "gaussian":
-        return GaussianDropout(linear, activation="relu", rate=config.dropout_rate)
-    if method == "lognormal":
-        return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha)
-    if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha)
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-class MLP(nn.Module):
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-
-    def __init__(self, method: str, width: int, config: Any) -> None:
-        super().__init__()
-        sizes = [784, width, width, width]
-        self.hidden = nn.Sequential(*(hidden_layer(method, a, b, config) for a, b in itertools.pairwise(sizes)))
-        self.out = nn.Linear(width, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(x))
-
-
 class TorchRun:
     """One (method, width, seed) run; follows :class:`idrop.experiments.Run`."""
 
     def __init__(self, key: Any, data: dict[str, torch.Tensor], config: Any, ctx: dtorch.Context) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.device, self.ctx = key, data, config, ctx.device, ctx
         torch.manual_seed(init_seed(key.seed, key.width, key.method))
-        self.model = MLP(key.method, int(key.width), config).to(ctx.device)
+        self.model = MLP(method, int(key.width), config).to(ctx.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         ddp = dtorch.wrap(self.model, ctx)
         # The step is tiny; compiling pays off only on a GPU, where launch overhead dominates.
@@ -125,6 +97,8 @@ class TorchRun:
         cfg, x, y = self.config, self.data["x_train"], self.data["y_train"]
         # The noise of this epoch; each rank its own stream (rank 0's is a 1-process run's).
         torch.manual_seed(replica_seed(epoch_seed(self.key.seed, epoch), self.ctx.rank))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
         self.model.train()
         sums = torch.zeros(3, device=self.device)
         for batch in batch_order(len(x), cfg.batch_size, self.key.seed, epoch):
@@ -151,7 +125,11 @@ class TorchRun:
         return wrong / len(x)
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def save_state(self, path: Path) -> None:
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, path)
@@ -177,6 +155,8 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     tensors = {
         "x_train": torch.from_numpy(np.asarray(data.x_train)).to(dev),
         "y_train": torch.from_numpy(np.asarray(data.y_train)).to(dev),
+        "x_valid": torch.from_numpy(np.asarray(data.x_valid)).to(dev),
+        "y_valid": torch.from_numpy(np.asarray(data.y_valid)).to(dev),
         "x_test": torch.from_numpy(np.asarray(data.x_test)).to(dev),
         "y_test": torch.from_numpy(np.asarray(data.y_test)).to(dev),
     }

@@ -21,10 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN banners in the p
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout
+from idrop.backends.tensorflow import InfoDropout
 from idrop.distributed import tensorflow as dtf
+from idrop.experiments.nets.tensorflow import build_mlp as build_model
 
-from ._mnist_common import batch_order, epoch_seed, init_seed
+from ._seeds import batch_order, epoch_seed, init_seed
 
 _configured: str | None = None
 
@@ -59,46 +60,16 @@ def device_name(device: str) -> str:
     return "GPU" if resolve_device(device) == "cuda" else "CPU"
 
 
-def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer:
-    """One hidden layer: Dense, ReLU and the method's noise."""
-    dense = keras.layers.Dense(width)
-    if method == "none":
-        return keras.layers.Dense(width, activation="relu")
-    if method == "binary":
-        return BinaryDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "gaussian":
-        return GaussianDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "lognormal":
-        return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
-    if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
-        return InfoDropout(
-            dense,
-            activation="relu",
-            prior="log-uniform",
-            max_alpha=config.max_alpha,
-            seed=seed,
-            beta=config.beta,
-            n_train=config.n_train,
-        )
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-def build_model(method: str, width: int, config: Any, seed: int) -> keras.Model:
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-    keras.utils.set_random_seed(seed)
-    layers = [hidden_layer(method, width, config, seed + i) for i in range(3)]
-    return keras.Sequential([keras.Input((784,)), *layers, keras.layers.Dense(10)])
-
-
 class TensorFlowRun:
     """One (method, width, seed) run; follows :class:`idrop.experiments.Run`."""
 
     def __init__(
         self, key: Any, data: dict[str, tf.Tensor], config: Any, jit: bool, strategy: tf.distribute.Strategy
     ) -> None:
+        method, config = config.resolve(key.method)  # information-b<beta>: the network's method, the run's beta
         self.key, self.data, self.config, self.strategy = key, data, config, strategy
         with strategy.scope():
-            self.model = build_model(key.method, int(key.width), config, init_seed(key.seed, key.width, key.method))
+            self.model = build_model(method, int(key.width), config, init_seed(key.seed, key.width, key.method))
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
             self.model.compile(
                 optimizer=self.optimizer,
@@ -126,6 +97,7 @@ class TensorFlowRun:
             state.assign(np.array([_layer_seed(base, i), 0], dtype=state.dtype))
         for m in self.kl_metrics:
             m.reset_state()
+        self.optimizer.learning_rate.assign(self.config.lr_at(epoch))
         history = self.model.fit(self._dataset(epoch), epochs=1, verbose=0, shuffle=False).history
         kl = sum((float(m.result()) for m in self.kl_metrics), 0.0)  # nats per image, summed over layers
         return {
@@ -145,7 +117,11 @@ class TensorFlowRun:
         return wrong / n
 
     def evaluate(self) -> dict[str, float]:
-        return {"test_error": self._error("test"), "train_error": self._error("train")}
+        return {
+            "test_error": self._error("test"),
+            "valid_error": self._error("valid"),
+            "train_error": self._error("train"),
+        }
 
     def _variables(self) -> list[Any]:
         return list(self.model.variables) + list(self.optimizer.variables)
@@ -176,7 +152,10 @@ def make_runs(data: Any, config: Any, device: str, devices: int = 1) -> Callable
     """
     resolve_device(device, devices)
     strategy = dtf.strategy(devices, device)
-    tensors = {k: tf.constant(np.asarray(getattr(data, k))) for k in ("x_train", "y_train", "x_test", "y_test")}
+    tensors = {
+        k: tf.constant(np.asarray(getattr(data, k)))
+        for k in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+    }
     # XLA fuses the small ops of the step; worth it on CPU too (measured in the report), except
     # over logical CPUs, where XLA cannot reach the other replicas' variables.
     jit = os.environ.get("IDROP_TF_JIT", "1") != "0" and dtf.jit_supported(strategy)

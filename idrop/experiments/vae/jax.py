@@ -1,6 +1,6 @@
 """JAX / Flax NNX trainer of the VAE experiment: Gaussian latent vs Information Dropout latent.
 
-The counterpart of :mod:`idrop.experiments._vae_torch` (same runs, metrics and outputs).
+The counterpart of :mod:`idrop.experiments.vae.torch` (same runs, metrics and outputs).
 """
 
 from __future__ import annotations
@@ -10,56 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from idrop.backends.jax import InfoDropout, gaussian_kl
 from idrop.experiments import ResultDir, RunKey, run_grid
-
-from ._jax_common import batches, create, load_jax_state, pick_device, save_jax_state
-
-
-class VAE(nnx.Module):
-    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
-
-    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
-    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
-    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5); its KL on ``log z`` equals
-    ``KL(q(z|x) || p(z))``, so ``-loss`` is a true lower bound in both cases.
-    """
-
-    def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float, *, rngs: nnx.Rngs) -> None:
-        self.latent = latent
-        self.encoder = nnx.Linear(784, hidden, rngs=rngs)
-        if latent == "gaussian":
-            self.head = nnx.Linear(hidden, 2 * n_latent, rngs=rngs)
-        elif latent == "information":
-            self.head = InfoDropout(
-                nnx.Linear(hidden, n_latent, rngs=rngs),
-                activation="softplus",
-                prior="log-normal",
-                max_alpha=max_alpha,
-                rngs=rngs,
-            )
-        else:
-            raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
-        self.decoder_hidden = nnx.Linear(n_latent, hidden, rngs=rngs)
-        self.decoder_out = nnx.Linear(hidden, 784, rngs=rngs)
-
-    def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Bernoulli logits of a reconstruction from one latent sample, and the per-sample KL."""
-        h = jnp.tanh(self.encoder(x))
-        if self.latent == "gaussian":
-            mu, log_s = jnp.split(self.head(h), 2, axis=1)
-            s = jnp.exp(log_s)
-            z = mu + s * jax.random.normal(key, mu.shape, mu.dtype)
-            kl = gaussian_kl(mu, s).sum(1)
-        else:
-            z = self.head(h, deterministic=False, rngs=key)  # always sampled: a bound needs the noise
-            kl = self.head.kl[...]
-        return self.decoder_out(jnp.tanh(self.decoder_hidden(z))), kl
+from idrop.experiments._jax_common import batches, create, load_jax_state, pick_device, save_jax_state
+from idrop.experiments.nets.jax import VAE
 
 
 def negative_elbo(model: VAE, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -1,6 +1,6 @@
-"""JAX / Flax NNX trainer of the CIFAR-10 experiment: All-CNN-32 as in the official ``cifar.py``.
+"""JAX / Flax NNX train step of the CIFAR-10 experiment (protocol in :mod:`idrop.experiments.cifar10`).
 
-The counterpart of :mod:`idrop.experiments._cifar10_torch` (same runs, metrics and outputs).
+The counterpart of :mod:`idrop.experiments.cifar10.torch` (same runs, metrics and outputs).
 """
 
 from __future__ import annotations
@@ -13,76 +13,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from idrop.experiments import ResultDir, RunKey, run_grid
-
-from ._jax_common import (
-    ConvBN,
+from idrop.experiments._jax_common import (
     Modes,
     batches,
     create,
     ib_train_step,
-    is_noisy,
     load_jax_state,
-    noisy_block,
     pick_device,
     predict,
     refresh_batch_norm,
     save_jax_state,
 )
+from idrop.experiments.nets import all_cnn_widths
+from idrop.experiments.nets.jax import AllCNN32
 
-
-class AllCNN32(nnx.Module):
-    """All-CNN-32 (paper Table 2a): input dropout 0.2, then 3x conv96 and 3x conv192 blocks.
-
-    The third conv of each block has stride 2 and carries the noise (Information Dropout,
-    binary dropout 0.5, or none); then conv192 3x3, conv192 1x1, conv10 1x1 and a global
-    average. Batch norm on every conv; the logits get no activation. Inputs are NHWC.
-    """
-
-    def __init__(
-        self,
-        *,
-        method: str,
-        filter_percentage: float,
-        activation: str,
-        max_alpha: float,
-        input_dropout: float = 0.2,
-        rngs: nnx.Rngs,
-    ) -> None:
-        a, b = (max(1, round(w * filter_percentage)) for w in (96, 192))
-        self.input_dropout = nnx.Dropout(input_dropout, rngs=rngs)  # binary, as the official code
-        layers: list[nnx.Module] = []
-        c = 3
-        for w in (a, b):
-            for _ in range(2):
-                layers.append(ConvBN(c, w, 3, activation=activation, rngs=rngs))
-                c = w
-            layers.append(noisy_block(method, c, w, activation=activation, max_alpha=max_alpha, rngs=rngs))
-        layers += [
-            ConvBN(b, b, 3, activation=activation, rngs=rngs),
-            ConvBN(b, b, 1, activation=activation, rngs=rngs),
-            ConvBN(b, 10, 1, rngs=rngs),
-        ]
-        self.features = nnx.List(layers)
-
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Logits; ``key`` draws the noise (training mode: one subkey per noisy layer)."""
-        noisy = [self.input_dropout, *(m for m in self.features if is_noisy(m))]
-        keys = dict(zip(map(id, noisy), jax.random.split(key, len(noisy)))) if key is not None else {}
-        x = self.input_dropout(x, rngs=keys.get(id(self.input_dropout)))
-        for layer in self.features:
-            x = layer(x, rngs=keys.get(id(layer))) if is_noisy(layer) else layer(x)
-        return x.mean(axis=(1, 2))
+from . import lr_at
 
 
 @functools.lru_cache
 def _sgd(weight_decay: float) -> optax.GradientTransformation:
-    """torch's SGD: weight decay added to the gradient, momentum 0.9; the lr is a hyperparameter of the state."""
+    """Weight decay added to the gradient, Nesterov momentum 0.9 (task.py:122); the lr is a hyperparameter."""
     return optax.inject_hyperparams(
         lambda learning_rate: optax.chain(
-            optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=0.9)
+            optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=0.9, nesterov=True)
         )
     )(learning_rate=0.0)
 
@@ -100,29 +55,27 @@ class CifarRun:
                 AllCNN32,
                 key.seed,
                 method=key.method,
-                filter_percentage=float(key.width),
+                widths=all_cnn_widths(float(key.width)),
                 activation=cfg["activation"],
                 max_alpha=cfg["max_alpha"],
+                input_dropout=cfg["input_dropout"],
             )
             self.modes = Modes(model)
             self.params, self.stats, self.rest = self.modes.params, self.modes.stats, self.modes.rest
             self.tx = _sgd(float(cfg["weight_decay"]))
             self.opt_state = self.tx.init(self.params)
-        self.drops = [max(1, round(cfg["epochs"] * f)) for f in cfg["lr_drops"]]
-
-    def _lr(self, epoch: int) -> float:
-        """The lr of ``epoch`` (1-based): divided by 10 after each drop epoch (torch's MultiStepLR)."""
-        return self.cfg["lr"] * 0.1 ** sum(d < epoch for d in self.drops)
 
     def _augment(self, x: np.ndarray) -> np.ndarray:
-        """Random horizontal flips (the official code's only augmentation besides whitening)."""
+        """Random horizontal flips with ``--flip`` (not in the official code), else ``x``."""
+        if not self.cfg["flip"]:
+            return x
         flip = self.rng.random(len(x)) < 0.5
         return np.where(flip[:, None, None, None], x[:, :, ::-1], x)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         x_train, y_train = self.data["x_train"], self.data["y_train"]
         n = len(x_train)
-        self.opt_state.hyperparams["learning_rate"] = jnp.asarray(self._lr(epoch), jnp.float32)
+        self.opt_state.hyperparams["learning_rate"] = jnp.asarray(lr_at(self.cfg, epoch), jnp.float32)
         epoch_key = jax.random.fold_in(jax.random.key(self.key.seed), epoch)  # the noise of this epoch
         beta = jnp.float32(self.cfg["beta"])
         sums = []
@@ -143,8 +96,7 @@ class CifarRun:
             )
             sums.append((loss * len(idx), kl * len(idx), wrong))  # no host sync inside the epoch
         loss_sum, kl_sum, wrong = np.asarray(jax.device_get(sums), dtype=np.float64).sum(0) / n
-        # As torch's: the lr after the scheduler's step, i.e. the next epoch's.
-        return {"loss": float(loss_sum), "kl": float(kl_sum), "error": float(wrong), "lr": self._lr(epoch + 1)}
+        return {"loss": float(loss_sum), "kl": float(kl_sum), "error": float(wrong), "lr": lr_at(self.cfg, epoch)}
 
     def evaluate(self) -> dict[str, float]:
         self.stats = refresh_batch_norm(

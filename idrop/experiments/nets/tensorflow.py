@@ -1,0 +1,169 @@
+"""TensorFlow / Keras 3 networks of the paper: MLP (Fig. 3a), All-CNN-32 (Table 2a), the VAE (Sec. 5).
+
+See :mod:`idrop.experiments.nets` for what each network is and where it comes from.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, gaussian_kl
+from idrop.experiments._tensorflow_common import BatchNorm
+
+from . import ALL_CNN_WIDTHS
+
+# ------------------------------------------------------------------------------------- MLP --
+
+
+def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer:
+    """One hidden layer: Dense, ReLU and the method's noise (``config``: dropout_rate, lognormal_alpha, ...)."""
+    dense = keras.layers.Dense(width)
+    if method == "none":
+        return keras.layers.Dense(width, activation="relu")
+    if method == "binary":
+        return BinaryDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
+    if method == "gaussian":
+        return GaussianDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
+    if method == "lognormal":
+        return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
+    if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
+        return InfoDropout(
+            dense,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            seed=seed,
+            beta=config.beta,
+            n_train=config.n_train,
+        )
+    raise ValueError(f"Unknown method {method!r}.")
+
+
+def build_mlp(method: str, width: int, config: Any, seed: int) -> keras.Model:
+    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
+    keras.utils.set_random_seed(seed)
+    layers = [hidden_layer(method, width, config, seed + i) for i in range(3)]
+    return keras.Sequential([keras.Input((784,)), *layers, keras.layers.Dense(10)])
+
+
+# ------------------------------------------------------------------------------ All-CNN-32 --
+
+
+def shift_only_batch_norm() -> BatchNorm:
+    """Official batch norm (cifar.py:79 with ``tf.contrib.layers.batch_norm``'s defaults): no scale, eps 1e-3."""
+    return BatchNorm(scale=False, epsilon=1e-3, momentum=0.9)
+
+
+def _act(activation: str) -> keras.Layer:
+    return keras.layers.Activation("relu" if activation == "relu" else "softplus")
+
+
+def _conv(filters: int, k: int, stride: int = 1) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)
+
+
+def conv_bn_act(filters: int, k: int, activation: str) -> list[keras.Layer]:
+    """The official ``conv``: conv without bias, batch norm (shift only), activation (cifar.py:64-80)."""
+    return [_conv(filters, k), shift_only_batch_norm(), _act(activation)]
+
+
+def noisy_conv(
+    method: str, filters: int, *, activation: str, max_alpha: float, seed: int, rate: float = 0.5
+) -> list[keras.Layer]:
+    """The stride-2 conv with its noise; the alpha conv has a bias, as the official one (cifar.py:90-91)."""
+    conv, bn = _conv(filters, 3, 2), shift_only_batch_norm()
+    if method == "information":
+        alpha = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=True)
+        return [InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_layer=alpha, seed=seed)]
+    if method == "binary":
+        return [BinaryDropout(conv, activation=activation, rate=rate, norm=bn, seed=seed)]
+    if method == "none":
+        return [conv, bn, _act(activation)]
+    raise ValueError(f"Unknown method {method!r}; expected 'information', 'binary' or 'none'.")
+
+
+class AllCNN32(keras.Model):
+    """All-CNN-32 as the official ``cifar.py:122-152`` builds it; inputs NHWC, outputs logits.
+
+    Same arguments as :class:`idrop.experiments.nets.torch.AllCNN32`, plus ``seed`` for the noise.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        *,
+        widths: tuple[int, int] = ALL_CNN_WIDTHS,
+        activation: str = "relu",
+        max_alpha: float = 0.7,
+        input_dropout: float = 0.2,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        a, b = widths
+        self.input_dropout = keras.layers.Dropout(input_dropout, seed=seed * 100)
+        layers: list[keras.Layer] = []
+        for i, w in enumerate((a, b)):
+            layers += [*conv_bn_act(w, 3, activation), *conv_bn_act(w, 3, activation)]
+            layers += noisy_conv(method, w, activation=activation, max_alpha=max_alpha, seed=seed * 100 + 1 + i)
+        layers += [*conv_bn_act(b, 3, activation), *conv_bn_act(b, 1, activation), *conv_bn_act(10, 1, activation)]
+        self.blocks = layers
+        self.logits = keras.layers.Dense(10)  # the official ``linear(network, num_outputs=10)`` (cifar.py:152)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        x = self.input_dropout(x, training=training)
+        for layer in self.blocks:
+            x = layer(x, training=training)
+        return self.logits(tf.reduce_mean(x, axis=(1, 2)))
+
+
+# ------------------------------------------------------------------------------------- VAE --
+
+
+class VAE(keras.Model):
+    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
+
+    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
+    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
+    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5), whose KL on ``log z`` equals
+    ``KL(q(z|x) || p(z))``, so ``-loss`` is a true lower bound in both cases.
+    """
+
+    def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.latent = latent
+        self.encoder = keras.layers.Dense(hidden, activation="tanh")
+        if latent == "gaussian":
+            self.head = keras.layers.Dense(2 * n_latent)
+            self.noise = keras.random.SeedGenerator(seed)
+        elif latent == "information":
+            self.head = InfoDropout(
+                keras.layers.Dense(n_latent), activation="softplus", prior="log-normal", max_alpha=max_alpha, seed=seed
+            )
+        else:
+            raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
+        self.decoder_hidden = keras.layers.Dense(hidden, activation="tanh")
+        self.decoder_out = keras.layers.Dense(784)
+
+    def call(self, x: Any) -> tuple[Any, Any]:
+        """Bernoulli logits of a reconstruction from one latent sample, and the per-sample KL.
+
+        Always sampled: every use (training and the test bound) needs the stochastic latent.
+        """
+        h = self.encoder(x)
+        if self.latent == "gaussian":
+            mu, log_s = tf.split(self.head(h), 2, axis=1)
+            s = tf.exp(log_s)
+            z = mu + s * keras.random.normal(tf.shape(mu), seed=self.noise)
+            kl = tf.reduce_sum(gaussian_kl(mu, s), axis=1)
+        else:
+            z = self.head(h, training=True)
+            kl = self.head.kl
+        return self.decoder_out(self.decoder_hidden(z)), kl
