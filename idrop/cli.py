@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .backends import BACKENDS
 from .experiments import registry
 
-BACKENDS = ("torch", "tensorflow", "jax")
 METHODS = ("none", "binary", "gaussian", "lognormal", "information")
 
 

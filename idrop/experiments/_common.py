@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-SUPPORTED_BACKENDS = ("torch", "tensorflow", "jax")
+from idrop.backends import BACKENDS as SUPPORTED_BACKENDS
 
 
 def seeds_of(args: argparse.Namespace, default: Sequence[int] = (0,)) -> list[int]:
