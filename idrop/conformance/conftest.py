@@ -50,7 +50,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = []
     for backend in _backends.selected():
-        dist = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}[backend.value]
+        dist = _backends.FRAMEWORK_MODULE[backend]
         try:
             version = md.version(dist)
         except md.PackageNotFoundError:
