@@ -4,7 +4,9 @@ The backends are :data:`idrop.backends.BACKENDS`, the one list every entry point
 derives its own from. A backend whose framework is not installed is reported as
 skipped by name, unless ``IDROP_REQUIRE_BACKENDS`` (comma-separated names, or
 ``all``) lists it: then its absence is a failure (CI sets it). ``IDROP_BACKENDS``
-restricts the run to some backends.
+restricts the run to some backends. A name in either variable that is not a
+backend (``tensorfow``) is an error at once, before any test runs: a typo must
+not turn "required" into "silently not checked".
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ Backend = enum.Enum("Backend", [(name.upper(), name) for name in BACKENDS], type
 #: The import that proves the framework is present, per backend.
 FRAMEWORK_MODULE = {Backend(name): name for name in BACKENDS}
 
+#: The environment variables the suite reads, each a list of backend names.
+ENV_VARS = ("IDROP_BACKENDS", "IDROP_REQUIRE_BACKENDS")
+
 
 def _names(var: str) -> set[str]:
     raw = os.environ.get(var, "").strip()
@@ -36,6 +41,17 @@ def _names(var: str) -> set[str]:
             f"Received: {var}={raw!r} (unknown: {sorted(unknown)})"
         )
     return names
+
+
+def check_environment() -> None:
+    """Raise ``ValueError`` if ``IDROP_BACKENDS`` or ``IDROP_REQUIRE_BACKENDS`` names an unknown backend.
+
+    Every entry point (the pytest plugin in ``conftest.py``, ``python -m idrop.conformance``)
+    calls this first: ``required()`` alone is only read when a framework is missing, so a
+    typo in it would otherwise pass unnoticed wherever every framework is installed.
+    """
+    for var in ENV_VARS:
+        _names(var)
 
 
 def required() -> set[str]:
