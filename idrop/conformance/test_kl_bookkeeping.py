@@ -18,13 +18,13 @@ N_TRAIN = 10
 
 
 def _layer(h, **options):
-    return h.build_layer("InfoDropout", LINEAR, dtype="float64", **options)
+    return h.build_layer("InfoDropout", LINEAR, dtype="float32", **options)
 
 
 def _call(h, layer, fill: float, *, training: bool, batch: int = 2):
     """Call ``layer`` on a ``(batch, 4)`` input of ``fill``; return the ``.kl`` it leaves (NumPy or None)."""
-    x = h.asarray(np.full((batch, 4), fill), "float64")
-    noise = h.asarray(np.full((batch, 3), 0.3), "float64") if training else None
+    x = h.asarray(np.full((batch, 4), fill), "float32")
+    noise = h.asarray(np.full((batch, 3), 0.3), "float32") if training else None
     h.call(layer, x, training=training, noise=noise)
     kl = h.kl(layer)
     return None if kl is None else h.to_numpy(kl)
@@ -43,7 +43,7 @@ def test_kl_loss_collects_every_call_once(harness):
     first = _call(harness, layer, 0.5, training=True)
     second = _call(harness, layer, -1.0, training=True, batch=3)
     want = (first.mean() + second.mean()) / N_TRAIN
-    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-12, err_msg="both calls, each once")
+    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-6, err_msg="both calls, each once")
     assert _collect(harness, layer) == 0.0, "a second kl_loss with no call in between must be 0 (no stale KL)"
 
 
@@ -57,4 +57,4 @@ def test_evaluation_call_replaces_the_records(harness, eval_kl):
     evaluated = _call(harness, layer, -1.0, training=False)
     want = evaluated.mean() / N_TRAIN if eval_kl else 0.0
     assert (evaluated is not None) == eval_kl, f".kl after an evaluation call with eval_kl={eval_kl}: {evaluated}"
-    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-12, err_msg="only the evaluation call's record")
+    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-6, err_msg="only the evaluation call's record")
