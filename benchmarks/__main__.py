@@ -19,8 +19,8 @@ from typing import Any
 
 from benchmarks._report import _loadavg, base_versions, machine, markdown
 from benchmarks._settings import Settings
+from idrop.backends import BACKENDS
 
-BACKENDS = ("torch", "tensorflow", "jax")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 # --tiny proves the code runs: XLA's slow optimisation passes are not worth their compile time there.
 TINY_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"

@@ -23,10 +23,10 @@ from typing import NoReturn
 
 from . import __version__
 from ._cli_types import check_option_types, max_alpha, nonnegative_float, positive_int
+from .backends import BACKENDS
 from .data import DataError, download_cifar10, download_mnist
 from .experiments import ExperimentError, _lock, registry
 
-BACKENDS = ("torch", "tensorflow", "jax")
 METHODS = ("none", "binary", "gaussian", "lognormal", "information")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+#: The one list of backends: the CLI, the experiments, the distributed helpers, the benchmarks
+#: and the conformance suite all derive theirs from it.
 BACKENDS = ("torch", "tensorflow", "jax")
 
 #: The pip extra that installs each backend's framework.

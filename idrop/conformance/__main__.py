@@ -53,6 +53,13 @@ def _version(backend: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import _backends
+
+    try:
+        _backends.check_environment()  # a typo in a backend list must not pass silently
+    except ValueError as err:
+        print(f"python -m idrop.conformance: {err}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
     collector = _Collector()
     args = ["--pyargs", "idrop.conformance", "-q", "-p", "no:cacheprovider", *(argv or [])]
     code = pytest.main(args, plugins=[collector])

@@ -36,7 +36,8 @@ CASES = (
     Case("relu-loguniform-mask", {"activation": "relu", "zero_units": "mask"}),
     Case("relu-loguniform-meanone", {"activation": "relu", "mean_one": True}),
     Case("relu-loguniform-cap0.5", {"activation": "relu", "max_alpha": 0.5}),
-    Case("relu-loguniform-cap1-nofloor", {"activation": "relu", "max_alpha": 1.0, "alpha_min": 0.0}),
+    # alpha_min must be in (0, 1] (0 makes the KL infinite); 1e-6 is the smallest floor anyone would use.
+    Case("relu-loguniform-cap1-floor1e-6", {"activation": "relu", "max_alpha": 1.0, "alpha_min": 1e-6}),
     Case("softplus-lognormal", {"activation": "softplus"}),
     Case("softplus-lognormal-meanone", {"activation": "softplus", "mean_one": True}),
     Case("relu-lognormal", {"activation": "relu", "prior": "log-normal"}),
@@ -78,12 +79,19 @@ def arrays(shape: tuple[int, ...], lo: float, hi: float) -> st.SearchStrategy[np
     return hnp.arrays(np.float64, shape, elements=st.floats(lo, hi, allow_subnormal=False, width=64))
 
 
+#: The log-normal KL's floor on ``f`` (DESIGN.md section 1): below it the KL is flat in ``f``.
+LOG_FLOOR = 1e-4
+
+
 def activations(shape: tuple[int, ...], positive: bool = False) -> st.SearchStrategy[np.ndarray]:
-    """``f(x) >= 0`` with exact zeros mixed in (what a ReLU produces), or strictly > 0."""
+    """``f(x) >= 0`` with exact zeros (what a ReLU produces) and values below the log-normal
+    KL's floor mixed in, so both kinks are crossed in the forward tests; or strictly > 0."""
     values = arrays(shape, 1e-2 if positive else 0.0, 5.0)
     if positive:
         return values
-    return st.tuples(values, hnp.arrays(np.bool_, shape)).map(lambda t: np.where(t[1], 0.0, t[0]))
+    tiny = arrays(shape, 0.0, LOG_FLOOR * 0.99)
+    which = hnp.arrays(np.int8, shape, elements=st.integers(0, 2))  # 0: value, 1: zero, 2: below the floor
+    return st.tuples(values, tiny, which).map(lambda t: np.select([t[2] == 1, t[2] == 2], [0.0, t[1]], t[0]))
 
 
 def logits(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:

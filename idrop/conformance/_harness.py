@@ -1,26 +1,32 @@
-"""What a backend must provide to be checked by the conformance suite.
+"""What a backend must provide to be checked by the conformance suite: conversions, nothing else.
 
-One :class:`Harness` per backend (``_harness_<name>.py``) translates between
-NumPy arrays in the *reference layout* and the framework. The reference layout
-is torch's: activations ``[batch, features]`` or NCHW ``[batch, channels, h, w]``;
-linear weights ``[out, in]``; conv weights ``[out, in, kh, kw]``. A harness whose
-framework is channels-last (Keras, Flax) transposes inputs, noise, outputs,
-weights and weight gradients itself, so every test reads the same.
+A harness (``_harness_<name>.py``) is an adapter in the style of einops'
+``AbstractBackend``: it converts NumPy arrays to the framework and back, builds
+the framework's maps and layers from backend-neutral descriptions, calls them,
+and differentiates. Every check, every expected value and every bad input is
+written once, in the ``test_*.py`` files and the shared drivers of
+:mod:`idrop.conformance._drive`; a harness never decides whether a result is right.
 
-Every array crossing this boundary is a NumPy array; the harness returns float64
-copies of the framework's results (after checking nothing; the tests check
-dtypes through :meth:`Harness.dtype_name`).
+The suite speaks the *reference layout*, torch's: activations ``[batch, features]``
+or NCHW; linear weights ``[out, in]``; conv weights ``[out, in, kh, kw]``. A harness
+of a channels-last framework sets ``channels_last`` and the shared code
+(:mod:`idrop.conformance._layout`) transposes for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
 #: Float dtypes the suite knows, by name. A harness lists the ones it supports.
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+#: The public layer classes every backend exports.
+LAYERS = ("InfoDropout", "BinaryDropout", "GaussianDropout", "LogNormalDropout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,123 +47,80 @@ class LayerWeights:
     padding: int = 0
 
 
-@dataclasses.dataclass
-class Output:
-    """What a forward call returns, as float64 NumPy in the reference layout.
+@dataclasses.dataclass(frozen=True)
+class Map:
+    """A backend-neutral description of a map the harness builds in its framework.
 
-    ``z`` like ``f``; ``kl`` per unit (functional form) or per sample (layer form);
-    ``z_dtype``/``kl_dtype`` are the framework's dtype names of the raw results.
+    ``kind``: ``"linear"`` (``n_in -> n_out``), ``"conv2d"`` (``n_in -> n_out`` channels,
+    ``kernel``, ``stride``, ``padding``), ``"batch_norm"`` (``n_out`` features) or
+    ``"linear_relu"`` (a linear map that applies its own ReLU, where the framework's map
+    can carry an activation; the harness returns ``None`` where it cannot).
     """
 
-    z: np.ndarray
-    kl: np.ndarray
-    z_dtype: str
-    kl_dtype: str
+    kind: str
+    n_in: int = 4
+    n_out: int = 3
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
 
 
 class Harness(Protocol):
-    """The adapter between the suite and one backend.
+    """The conversion-only adapter between the suite and one backend."""
 
-    ``options`` below always means the shared keyword options of DESIGN.md
-    section 2: ``prior``, ``max_alpha``, ``alpha_min``, ``mean_one``,
-    ``zero_units`` (and ``activation`` for layers). ``mu``/``sigma`` are the
-    log-normal prior's scalars (floats; ignored for the log-uniform prior).
-    """
-
-    name: str  #: backend name: "torch", "tensorflow" or "jax"
-    framework: str  #: e.g. "torch 2.13.0"
+    name: str  #: backend name, an entry of :data:`idrop.backends.BACKENDS`
+    framework: str  #: e.g. "torch 2.13.0", for the report
+    module: ModuleType  #: the public adapter, ``idrop.backends.<name>``
     dtypes: tuple[str, ...]  #: the names of DTYPES this backend supports
-    grad_dtypes: tuple[str, ...]  #: dtypes whose gradients are compared (float64 at least)
+    channels_last: bool  #: activations NHWC, linear kernels ``[in, out]``, conv kernels ``[kh, kw, in, out]``
+    batchless_maps: bool  #: whether the framework's linear map takes input without a batch axis
+    #: The functional ops' mode keyword: ``"training"`` or ``"deterministic"`` (its negation).
+    functional_flag: str
+    #: The layers' per-call mode keyword and whether it accepts ``None``; ``None`` when the
+    #: framework sets the mode with a method of its own that validates its argument (torch's ``train``).
+    layer_flag: tuple[str, bool] | None
 
-    def info_dropout(
-        self,
-        f: np.ndarray,
-        alpha_logits: np.ndarray,
-        *,
-        dtype: str,
-        noise: np.ndarray | None,
-        training: bool,
-        mu: float,
-        sigma: float,
-        **options: Any,
-    ) -> Output:
-        """The backend's functional ``info_dropout`` on inputs cast to ``dtype``; kl per unit."""
+    def asarray(self, a: Any, dtype: str) -> Any:
+        """``a`` (NumPy, any dtype) as a framework array of ``dtype``, rounded in NumPy."""
 
-    def alpha(self, alpha_logits: np.ndarray, *, dtype: str, max_alpha: float, alpha_min: float) -> np.ndarray:
-        """The backend's ``alpha_from_logits``, returned as float64."""
+    def to_numpy(self, t: Any) -> np.ndarray:
+        """A float64 NumPy copy of a framework array."""
 
-    def info_dropout_grads(
-        self,
-        f: np.ndarray,
-        alpha_logits: np.ndarray,
-        *,
-        noise: np.ndarray,
-        mu: float,
-        sigma: float,
-        z_cotangent: np.ndarray,
-        kl_cotangent: np.ndarray,
-        **options: Any,
-    ) -> dict[str, np.ndarray]:
-        """Float64 gradients of ``sum(z * z_cot) + sum(kl * kl_cot)`` (functional form).
+    def dtype_name(self, t: Any) -> str:
+        """The framework array's dtype as a NumPy-style name (``"float32"``, ``"bfloat16"``)."""
 
-        Keys: ``"f"``, ``"alpha_logits"``, ``"mu"``, ``"sigma"`` (the last two
-        only for the log-normal prior).
+    def make_map(self, spec: Map, dtype: str) -> Any:
+        """The framework map ``spec`` describes, computing in ``dtype`` (``None`` if it has no such map)."""
+
+    def build_layer(self, cls: str, layer: Any, *, dtype: str, **options: Any) -> Any:
+        """``module.<cls>(layer, **options)``, plus what the framework needs (Flax's ``rngs``).
+
+        ``options`` may hold :class:`Map` values (``norm``, ``alpha_layer``), built with :meth:`make_map`.
         """
 
-    def apply_noise(self, law: str, f: np.ndarray, raw: np.ndarray, *, dtype: str, **params: Any) -> np.ndarray:
-        """The backend's baseline ``law`` ("binary", "gaussian", "lognormal") on injected raw draws."""
+    def parameters(self, layer: Any) -> dict[str, Any]:
+        """The layer's variables by reference name: ``weight``, ``bias``, ``alpha_weight``,
+        ``alpha_bias`` and, for the log-normal prior, ``mu`` and ``log_sigma`` (framework layout)."""
 
-    def gaussian_kl(self, mu: np.ndarray, scale: np.ndarray, *, dtype: str) -> Output:
-        """The backend's ``gaussian_kl(mu, scale)`` (the VAE latent KL); ``Output.z`` is unused (``mu``)."""
+    def assign(self, variable: Any, value: np.ndarray) -> None:
+        """Overwrite a variable of :meth:`parameters` with ``value`` (framework layout)."""
 
-    def sample(self, law: str, shape: tuple[int, ...], *, seed: int, **params: Any) -> np.ndarray:
-        """Draw ``z`` for ``f = ones(shape)`` with the backend's *own* RNG, float64.
+    def call(self, layer: Any, x: Any, *, training: Any, noise: Any = None) -> Any:
+        """Call the layer on ``x`` in training or evaluation mode (``training`` passed as given)."""
 
-        ``law`` is a key of :data:`idrop.core.NOISE_LAWS`. For ``"information"``,
-        ``params`` has ``alpha_logits`` (a float, the same for every unit),
-        ``max_alpha``, ``alpha_min`` and ``mean_one``; the baselines take ``rate``
-        or ``alpha`` (and ``mean_one``).
-        """
+    def kl(self, layer: Any) -> Any:
+        """The layer's ``.kl`` as an array, or ``None``."""
 
-    def layer(
-        self,
-        weights: LayerWeights,
-        x: np.ndarray,
-        *,
-        dtype: str,
-        noise: np.ndarray | None,
-        training: bool,
-        mu: float,
-        sigma: float,
-        **options: Any,
-    ) -> Output:
-        """Build ``InfoDropout(<map>)`` with these weights, call it on ``x``; kl per sample."""
+    def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
+        """``module.<op>`` (a noisy op: ``info_dropout`` or a baseline) with the mode and RNG
+        spelled as the backend spells them: its own RNG seeded with ``seed``, or no RNG."""
 
-    def layer_grads(
-        self,
-        weights: LayerWeights,
-        x: np.ndarray,
-        *,
-        noise: np.ndarray,
-        mu: float,
-        sigma: float,
-        z_cotangent: np.ndarray,
-        **options: Any,
-    ) -> dict[str, np.ndarray]:
-        """Float64 gradients of ``sum(z * z_cot) + sum(layer.kl)`` in the reference layout.
+    def vjp(
+        self, fn: Callable[..., tuple[Any, ...]], inputs: dict[str, Any], cotangents: tuple[Any, ...], layer: Any = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Gradients of ``sum_i sum(out_i * cotangents[i])`` where ``outs = fn(layer, **inputs)``.
 
-        Keys: ``"x"``, ``"weight"``, ``"bias"``, ``"alpha_weight"``, ``"alpha_bias"``,
-        and ``"mu"``, ``"sigma"`` for the log-normal prior.
-        """
-
-    def construct_error(self, **kwargs: Any) -> BaseException | None:
-        """Build ``InfoDropout(Linear(4, 3), **kwargs)``; return the exception raised, or None."""
-
-    def call_error(self, case: str) -> BaseException | None:
-        """Provoke the call-time error ``case`` and return it (or None).
-
-        Cases: ``"integer_input"`` (a layer called on an int32 tensor),
-        ``"alpha_layer_shape"`` (``alpha_layer`` = Linear(4, 5) beside Linear(4, 3)),
-        ``"n_train"`` (``kl_loss(model, n_train=0)``), ``"beta"`` (``ib_loss`` with
-        ``beta=-1``).
+        ``cotangents`` are NumPy arrays (cast to each output's dtype); a ``None`` output or
+        cotangent is left out. Returns float64 gradients by input name and by :meth:`parameters`
+        name (zeros for what the outputs do not depend on).
         """

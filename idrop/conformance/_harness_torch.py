@@ -1,4 +1,4 @@
-"""Conformance harness for :mod:`idrop.backends.torch` (reference layout = torch layout)."""
+"""Conformance harness for :mod:`idrop.backends.torch`: conversions only (torch's layout is the reference)."""
 
 from __future__ import annotations
 
@@ -8,169 +8,95 @@ import numpy as np
 import torch
 
 from idrop.backends import torch as backend
-from idrop.conformance._harness import LayerWeights, Output
+from idrop.conformance._harness import DTYPES, Map
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _t(a: np.ndarray, dtype: str = "float64", grad: bool = False) -> torch.Tensor:
-    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=_DTYPES[dtype], requires_grad=grad)
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float64).numpy()
-
-
-def _name(t: torch.Tensor) -> str:
-    return str(t.dtype).removeprefix("torch.")
-
-
-def _split(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    options = dict(options)
-    return options.pop("activation", "relu"), options
+_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+}
 
 
 class TorchHarness:
     name = "torch"
     framework = f"torch {torch.__version__}"
-    dtypes = ("float64", "float32", "float16", "bfloat16")
-    grad_dtypes = ("float64",)
+    module = backend
+    dtypes = DTYPES
+    channels_last = False
+    batchless_maps = True
+    functional_flag = "training"
+    layer_flag = None  # the mode is Module.train(mode), which torch validates itself
 
-    def info_dropout(self, f, alpha_logits, *, dtype, noise, training, mu, sigma, **options):
-        _, options = _split(options)
-        z, kl = backend.info_dropout(
-            _t(f, dtype),
-            _t(alpha_logits, dtype),
-            training=training,
-            noise=None if noise is None else _t(noise, dtype if dtype in ("float64", "float32") else "float32"),
-            mu=mu,
-            sigma=sigma,
-            **options,
-        )
-        return Output(_np(z), _np(kl), _name(z), _name(kl))
+    def asarray(self, a: Any, dtype: str) -> torch.Tensor:
+        a = np.asarray(a)
+        source = a.astype(np.float64) if dtype in DTYPES else a.astype(dtype)
+        return torch.tensor(source, dtype=_DTYPES[dtype])
 
-    def alpha(self, alpha_logits, *, dtype, max_alpha, alpha_min):
-        return _np(backend.alpha_from_logits(_t(alpha_logits, dtype), max_alpha=max_alpha, alpha_min=alpha_min))
+    def to_numpy(self, t: torch.Tensor) -> np.ndarray:
+        return t.detach().to(torch.float64).cpu().numpy()
 
-    def info_dropout_grads(self, f, alpha_logits, *, noise, mu, sigma, z_cotangent, kl_cotangent, **options):
-        _, options = _split(options)
-        inputs = {"f": _t(f, grad=True), "alpha_logits": _t(alpha_logits, grad=True)}
-        lognormal = options.get("prior") == "log-normal"
-        if lognormal:
-            inputs["mu"] = _t(mu, grad=True)
-            inputs["sigma"] = _t(sigma, grad=True)
-        z, kl = backend.info_dropout(
-            inputs["f"],
-            inputs["alpha_logits"],
-            noise=_t(noise),
-            mu=inputs.get("mu"),
-            sigma=inputs.get("sigma"),
-            **options,
-        )
-        ((z * _t(z_cotangent)).sum() + (kl * _t(kl_cotangent)).sum()).backward()
-        return {k: _np(v.grad) for k, v in inputs.items()}
+    def dtype_name(self, t: torch.Tensor) -> str:
+        return str(t.dtype).removeprefix("torch.")
 
-    def apply_noise(self, law, f, raw, *, dtype, **params):
-        fn = {
-            "binary": backend.binary_dropout,
-            "gaussian": backend.gaussian_dropout,
-            "lognormal": backend.lognormal_dropout,
-        }[law]
-        raw_dtype = dtype if dtype in ("float64", "float32") else "float32"
-        return _np(fn(_t(f, dtype), noise=_t(raw, raw_dtype), **params))
+    def make_map(self, spec: Map, dtype: str) -> torch.nn.Module | None:
+        dt = _DTYPES[dtype]
+        if spec.kind == "linear":
+            return torch.nn.Linear(spec.n_in, spec.n_out, dtype=dt)
+        if spec.kind == "conv2d":
+            return torch.nn.Conv2d(
+                spec.n_in, spec.n_out, spec.kernel, stride=spec.stride, padding=spec.padding, dtype=dt
+            )
+        if spec.kind == "batch_norm":
+            return torch.nn.BatchNorm1d(spec.n_out, dtype=dt)
+        if spec.kind == "linear_relu":
+            return None  # torch maps carry no activation
+        raise KeyError(spec.kind)
 
-    def gaussian_kl(self, mu, scale, *, dtype):
-        kl = backend.gaussian_kl(_t(mu, dtype), _t(scale, dtype))
-        return Output(np.asarray(mu, dtype=np.float64), _np(kl), dtype, _name(kl))
+    def build_layer(self, cls: str, layer: Any, *, dtype: str, input_shape: Any = None, **options: Any) -> Any:
+        layer = self.make_map(layer, dtype) if isinstance(layer, Map) else layer
+        options = {k: self.make_map(v, dtype) if isinstance(v, Map) else v for k, v in options.items()}
+        return getattr(backend, cls)(layer, **options)
 
-    def sample(self, law, shape, *, seed, **params):
-        g = torch.Generator().manual_seed(seed)
-        ones = torch.ones(shape, dtype=torch.float64)
-        if law == "information":
-            logits = torch.full(shape, float(params.pop("alpha_logits")), dtype=torch.float64)
-            return _np(backend.info_dropout(ones, logits, generator=g, **params)[0])
-        fn = {
-            "binary": backend.binary_dropout,
-            "gaussian": backend.gaussian_dropout,
-            "lognormal": backend.lognormal_dropout,
-        }[law]
-        return _np(fn(ones, generator=g, **params))
+    def parameters(self, layer: Any) -> dict[str, Any]:
+        params = {"weight": layer.layer.weight, "bias": layer.layer.bias}
+        if getattr(layer, "alpha_layer", None) is not None:
+            params |= {"alpha_weight": layer.alpha_layer.weight, "alpha_bias": layer.alpha_layer.bias}
+        if getattr(layer, "mu", None) is not None:
+            params |= {"mu": layer.mu, "log_sigma": layer.log_sigma}
+        return params
 
-    # -- layers ----------------------------------------------------------------
-    def _build(self, w: LayerWeights, dtype: str, mu: float, sigma: float, options: dict[str, Any]):
-        activation, options = _split(options)
-        if w.kind == "linear":
-            out_f, in_f = w.weight.shape
-            layer = torch.nn.Linear(in_f, out_f)
-        else:
-            o, i, k, _ = w.weight.shape
-            layer = torch.nn.Conv2d(i, o, k, stride=w.stride, padding=w.padding)
-        # The default alpha_layer (a fresh copy of layer's kind) is what users get.
-        # eval_kl: the contract checks the KL in evaluation mode too.
-        module = backend.InfoDropout(layer, activation=activation, eval_kl=True, **options).to(_DTYPES[dtype])
+    def assign(self, variable: torch.Tensor, value: np.ndarray) -> None:
         with torch.no_grad():
-            for p, a in ((layer.weight, w.weight), (layer.bias, w.bias)):
-                p.copy_(_t(a))
-            module.alpha_layer.weight.copy_(_t(w.alpha_weight))
-            module.alpha_layer.bias.copy_(_t(w.alpha_bias))
-            if module.spec.prior == "log-normal":
-                module.mu.fill_(mu)
-                module.log_sigma.fill_(float(np.log(sigma)))
-        return module
+            variable.copy_(self.asarray(value, self.dtype_name(variable)))
 
-    def layer(self, weights, x, *, dtype, noise, training, mu, sigma, **options):
-        module = self._build(weights, dtype, mu, sigma, options).train(training)
-        noise_dtype = dtype if dtype in ("float64", "float32") else "float32"
-        z = module(_t(x, dtype), noise=None if noise is None else _t(noise, noise_dtype))
-        return Output(_np(z), _np(module.kl), _name(z), _name(module.kl))
+    def call(self, layer: Any, x: Any, *, training: Any, noise: Any = None) -> Any:
+        layer.train(training)
+        return layer(x, noise=noise)
 
-    def layer_grads(self, weights, x, *, noise, mu, sigma, z_cotangent, **options):
-        module = self._build(weights, "float64", mu, sigma, options)
-        xt = _t(x, grad=True)
-        z = module(xt, noise=_t(noise))
-        ((z * _t(z_cotangent)).sum() + module.kl.sum()).backward()
-        grads = {
-            "x": _np(xt.grad),
-            "weight": _np(module.layer.weight.grad),
-            "bias": _np(module.layer.bias.grad),
-            "alpha_weight": _np(module.alpha_layer.weight.grad),
-            "alpha_bias": _np(module.alpha_layer.bias.grad),
-        }
-        if module.spec.prior == "log-normal":
-            grads["mu"] = _np(module.mu.grad)
-            # d/dsigma = d/dlog_sigma / sigma: report the gradient the contract names.
-            grads["sigma"] = _np(module.log_sigma.grad) / sigma
-        return grads
+    def kl(self, layer: Any) -> Any:
+        return layer.kl
 
-    # -- errors ----------------------------------------------------------------
-    def construct_error(self, **kwargs):
-        try:
-            backend.InfoDropout(torch.nn.Linear(4, 3), **kwargs)
-        except Exception as err:
-            return err
-        return None
+    def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
+        if seed is not None:
+            kwargs["generator"] = torch.Generator().manual_seed(seed)
+        return getattr(backend, op)(*args, training=training, **kwargs)
 
-    def call_error(self, case):
-        try:
-            if case == "integer_input":
-                backend.InfoDropout(torch.nn.Linear(4, 3))(torch.ones(2, 4, dtype=torch.int32))
-            elif case == "alpha_layer_shape":
-                backend.InfoDropout(torch.nn.Linear(4, 3), alpha_layer=torch.nn.Linear(4, 5))(torch.ones(2, 4))
-            elif case == "n_train":
-                model = backend.InfoDropout(torch.nn.Linear(4, 3))
-                model(torch.ones(2, 4))
-                backend.kl_loss(model, n_train=0)
-            elif case == "beta":
-                model = backend.InfoDropout(torch.nn.Linear(4, 3))
-                model(torch.ones(2, 4))
-                backend.ib_loss(torch.zeros(()), model, beta=-1.0, n_train=10)
-            else:
-                raise KeyError(case)
-        except KeyError:
-            raise
-        except Exception as err:
-            return err
-        return None
+    def vjp(self, fn, inputs, cotangents, layer=None):
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+        params = self.parameters(layer) if layer is not None else {}
+        outs = fn(layer, **leaves)
+        loss = sum(
+            (o * self.asarray(c, self.dtype_name(o))).sum()
+            for o, c in zip(outs, cotangents)
+            if o is not None and c is not None
+        )
+        wrt = [*leaves.values(), *params.values()]
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        named = [np.zeros(tuple(t.shape)) if g is None else self.to_numpy(g) for t, g in zip(wrt, grads)]
+        return dict(zip(leaves, named[: len(leaves)])), dict(zip(params, named[len(leaves) :]))
 
 
 HARNESS = TorchHarness()

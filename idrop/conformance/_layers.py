@@ -63,8 +63,19 @@ def reference_layer(w: LayerWeights, x: np.ndarray, *, noise, training, mu, sigm
     return z, reference.per_sample_kl(kl)
 
 
-def with_weights(w: LayerWeights, **arrays_: np.ndarray) -> LayerWeights:
-    """A copy of ``w`` with some arrays replaced (for finite differences)."""
-    import dataclasses
-
-    return dataclasses.replace(w, **arrays_)
+def map_vjp(w: LayerWeights, x: np.ndarray, g: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(d weight, d bias, d x)`` of the reference map with ``weight`` (and ``w``'s geometry), given
+    the cotangent ``g`` of its output: the closed-form backward of a linear map or a convolution."""
+    if w.kind == "linear":
+        return g.T @ x, g.sum(axis=0), g @ weight
+    p, s = w.padding, w.stride
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    kh, kw = weight.shape[2:]
+    ho, wo = g.shape[2:]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::s, ::s][:, :, :ho, :wo]
+    d_padded = np.zeros_like(padded)
+    for i in range(kh):
+        for j in range(kw):
+            d_padded[:, :, i : i + s * ho : s, j : j + s * wo : s] += np.einsum("nohw,oc->nchw", g, weight[:, :, i, j])
+    dx = d_padded[:, :, p : p + x.shape[2], p : p + x.shape[3]]
+    return np.einsum("nchwij,nohw->ocij", windows, g), g.sum(axis=(0, 2, 3)), dx

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._harness import LayerWeights
 from ._tolerances import Tol
 
 #: (backend, case) -> number of Hypothesis examples (or fixed checks) run.
@@ -18,12 +19,30 @@ def record(backend: str, case: str) -> None:
     EXAMPLES[(backend, case)] += 1
 
 
-def repro(call: str, **arrays: Any) -> str:
-    """A snippet that reruns a failing example by hand (array-api-tests' ``add_note``)."""
-    lines = ["# reproduce:", "import numpy as np", "from idrop.conformance._backends import Backend, load"]
-    for name, value in arrays.items():
-        value = np.asarray(value).tolist() if isinstance(value, np.ndarray) else value
-        lines.append(f"{name} = np.array({value!r})" if isinstance(value, list) else f"{name} = {value!r}")
+def _literal(value: Any) -> str:
+    """Python source that rebuilds ``value`` exactly (floats by ``repr``, not numpy's 8 digits)."""
+    if isinstance(value, np.ndarray):
+        return f"np.array({value.tolist()!r})"
+    if isinstance(value, LayerWeights):
+        arrays = ", ".join(_literal(a) for a in (value.weight, value.bias, value.alpha_weight, value.alpha_bias))
+        return f"LayerWeights({value.kind!r}, {arrays}, {value.stride}, {value.padding})"
+    return repr(value)
+
+
+def repro(backend: str, call: str, **arrays: Any) -> str:
+    """A snippet that reruns a failing example by hand (array-api-tests' ``add_note``).
+
+    ``call`` is a call of a driver of :mod:`idrop.conformance._drive` on the harness ``h``.
+    """
+    lines = [
+        "# reproduce:",
+        "import numpy as np",
+        "from idrop.conformance import _drive",
+        "from idrop.conformance._backends import Backend, load",
+        "from idrop.conformance._harness import LayerWeights",
+        f"h = load(Backend({backend!r}))",
+    ]
+    lines += [f"{name} = {_literal(value)}" for name, value in arrays.items()]
     lines.append(call)
     return "\n".join(lines)
 

@@ -28,6 +28,13 @@ settings.register_profile("thorough", max_examples=1000, **_COMMON)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("IDROP_HYPOTHESIS_PROFILE", "ci"))
 
+# Before anything is collected: a typo in IDROP_REQUIRE_BACKENDS ("tensorfow") would otherwise
+# pass unnoticed wherever every framework is installed, since the list is only read for a missing one.
+try:
+    _backends.check_environment()
+except ValueError as err:
+    raise pytest.UsageError(str(err)) from None
+
 
 def _param(backend: Backend) -> object:
     return pytest.param(backend, id=backend.value)
@@ -50,7 +57,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = []
     for backend in _backends.selected():
-        dist = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}[backend.value]
+        dist = _backends.FRAMEWORK_MODULE[backend]
         try:
             version = md.version(dist)
         except md.PackageNotFoundError:

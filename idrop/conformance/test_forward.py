@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from idrop.core import reference
 
+from . import _drive
 from ._cases import (
     CASES,
     GAUSSIAN_KL_CASES,
@@ -51,9 +52,10 @@ def test_info_dropout(harness, case, dtype, data):
     opts["prior"] = case.prior
     kw = {"mu": mu, "sigma": sigma} if case.prior == "log-normal" else {}
     z_ref, kl_ref = reference.info_dropout(f, a, noise=eps, training=training, **opts, **kw)
-    out = harness.info_dropout(f, a, dtype=dtype, noise=eps, training=training, mu=mu, sigma=sigma, **opts)
+    out = _drive.info_dropout(harness, f, a, dtype=dtype, noise=eps, training=training, mu=mu, sigma=sigma, **opts)
     note = repro(
-        f"load(Backend({harness.name!r})).info_dropout(f, a, dtype={dtype!r}, noise=eps, training={training}, "
+        harness.name,
+        f"_drive.info_dropout(h, f, a, dtype={dtype!r}, noise=eps, training={training}, "
         f"mu={mu!r}, sigma={sigma!r}, **{opts!r})",
         f=f,
         a=a,
@@ -82,15 +84,17 @@ def test_alpha(harness, dtype, data):
     _supported(harness, dtype)
     a = round_to(data.draw(logits(data.draw(shapes))), dtype)
     max_alpha = data.draw(st.sampled_from([0.5, 0.7, 1.0]))
-    alpha_min = data.draw(st.sampled_from([0.0, 1e-3]))
+    alpha_min = data.draw(st.sampled_from([1e-6, 1e-3, 1.0]))  # (0, 1]: 0 is refused (design notes, Bounds)
     record(harness.name, f"alpha/{dtype}")
-    got = harness.alpha(a, dtype=dtype, max_alpha=max_alpha, alpha_min=alpha_min)
+    got = _drive.alpha(harness, a, dtype=dtype, max_alpha=max_alpha, alpha_min=alpha_min)
     assert_close(
         got,
         reference.alpha(a, max_alpha=max_alpha, alpha_min=alpha_min),
         tol("elementwise", dtype),
         what="alpha",
-        note=repro(f"alpha(a, max_alpha={max_alpha}, alpha_min={alpha_min})", a=a),
+        note=repro(
+            harness.name, f"_drive.alpha(h, a, dtype={dtype!r}, max_alpha={max_alpha}, alpha_min={alpha_min})", a=a
+        ),
     )
 
 
@@ -106,14 +110,19 @@ def test_baseline_noise(harness, case, dtype, data):
     raw = data.draw(arrays(shape, 0.0, 0.999) if law.raw == "uniform" else normals(shape))
     raw = round_to(raw, noise_dtype(dtype))
     record(harness.name, f"noise/{case.name}/{dtype}")
-    got = harness.apply_noise(case.law, f, raw, dtype=dtype, **case.params)
+    got = _drive.apply_noise(harness, case.law, f, raw, dtype=dtype, **case.params)
     want = reference.apply_noise(case.law, f, raw, **case.params)
     assert_close(
         got,
         want,
         tol("elementwise", dtype),
         what=case.name,
-        note=repro(f"apply_noise({case.law!r}, f, raw, dtype={dtype!r}, **{case.params!r})", f=f, raw=raw),
+        note=repro(
+            harness.name,
+            f"_drive.apply_noise(h, {case.law!r}, f, raw, dtype={dtype!r}, **{case.params!r})",
+            f=f,
+            raw=raw,
+        ),
     )
 
 
@@ -127,14 +136,14 @@ def test_gaussian_kl(harness, case, dtype, data):
     mu = round_to(data.draw(arrays(shape, -3.0, 3.0)), dtype)
     scale = round_to(data.draw(arrays(shape, 0.05, 3.0)), dtype)
     record(harness.name, f"gaussian-kl/{dtype}")
-    out = harness.gaussian_kl(mu, scale, dtype=dtype)
+    out = _drive.gaussian_kl(harness, mu, scale, dtype=dtype)
     assert out.kl_dtype == KL_DTYPE[dtype]
     assert_close(
         out.kl,
         reference.gaussian_kl(mu, scale),
         tol("elementwise", KL_DTYPE[dtype]),
         what="gaussian kl",
-        note=repro(f"gaussian_kl(mu, scale, dtype={dtype!r})", mu=mu, scale=scale),
+        note=repro(harness.name, f"_drive.gaussian_kl(h, mu, scale, dtype={dtype!r})", mu=mu, scale=scale),
     )
 
 
@@ -142,13 +151,13 @@ def test_mean_one_is_mean_one(harness):
     """The mean-1 form has mean 1: sample mean within 5 standard errors (fixed seed)."""
     record(harness.name, "mean-one")
     n, alpha_logits = 200_000, 2.0
-    z = harness.sample(
-        "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=True
+    z = _drive.sample(
+        harness, "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=True
     )
     alpha = float(reference.alpha(alpha_logits))
     std = np.sqrt(np.expm1(alpha**2))  # std of a mean-1 log-normal
     assert abs(z.mean() - 1.0) < 5 * std / np.sqrt(n), (z.mean(), std)
-    median_one = harness.sample(
-        "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=False
+    median_one = _drive.sample(
+        harness, "information", (n,), seed=11, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=False
     )
     assert abs(np.median(median_one) - 1.0) < 0.01

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from . import _drive
 from ._cases import CASES, normals, prior_mu, prior_sigma
 from ._layers import layer_problems, pre_activations, reference_layer
 from ._report import assert_close, record, repro
@@ -46,12 +47,14 @@ def test_layer(harness, case, kind, dtype, data):
     record(harness.name, f"layer/{kind}/{case.name}/{dtype}")
     opts = dict(case.options)
     z_ref, kl_ref = reference_layer(w, x, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
-    out = harness.layer(w, x, dtype=dtype, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
+    out = _drive.layer_forward(harness, w, x, dtype=dtype, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
     note = repro(
-        f"layer(w, x, dtype={dtype!r}, noise=noise, training={training}, mu={mu}, sigma={sigma}, **{opts!r})",
+        harness.name,
+        f"_drive.layer_forward(h, w, x, dtype={dtype!r}, noise=noise, training={training}, mu={mu!r}, "
+        f"sigma={sigma!r}, **{opts!r})",
         x=x,
         noise=noise,
-        w=repr(w),
+        w=w,
     )
     assert out.z_dtype == dtype and out.kl_dtype == KL_DTYPE[dtype], note
     assert_close(out.z, z_ref, _tol("elementwise", dtype), what="layer z", note=note)

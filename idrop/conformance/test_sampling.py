@@ -14,6 +14,7 @@ from scipy import stats
 
 from idrop.core import reference
 
+from . import _drive
 from ._cases import NOISE_CASES
 from ._report import record
 
@@ -27,8 +28,15 @@ SEED = 1234
 def test_information_noise_is_lognormal(harness, alpha_logits, mean_one):
     """log(z) / alpha is N(0, 1) (shifted by -alpha/2 in the mean-1 form): Kolmogorov-Smirnov."""
     record(harness.name, "sampling/information")
-    z = harness.sample(
-        "information", (N,), seed=SEED, alpha_logits=alpha_logits, max_alpha=0.7, alpha_min=1e-3, mean_one=mean_one
+    z = _drive.sample(
+        harness,
+        "information",
+        (N,),
+        seed=SEED,
+        alpha_logits=alpha_logits,
+        max_alpha=0.7,
+        alpha_min=1e-3,
+        mean_one=mean_one,
     )
     alpha = float(reference.alpha(alpha_logits))
     shift = -0.5 * alpha**2 if mean_one else 0.0
@@ -38,9 +46,15 @@ def test_information_noise_is_lognormal(harness, alpha_logits, mean_one):
 
 def test_information_noise_differs_between_seeds_and_units(harness):
     """Different seeds give different draws; units within a draw are not all equal."""
-    a = harness.sample("information", (64,), seed=1, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False)
-    b = harness.sample("information", (64,), seed=2, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False)
-    same = harness.sample("information", (64,), seed=1, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False)
+    a = _drive.sample(
+        harness, "information", (64,), seed=1, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False
+    )
+    b = _drive.sample(
+        harness, "information", (64,), seed=2, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False
+    )
+    same = _drive.sample(
+        harness, "information", (64,), seed=1, alpha_logits=0.0, max_alpha=0.7, alpha_min=1e-3, mean_one=False
+    )
     record(harness.name, "sampling/seeds")
     assert not np.allclose(a, b) and np.unique(a).size > 32
     np.testing.assert_array_equal(a, same)
@@ -50,7 +64,7 @@ def test_information_noise_differs_between_seeds_and_units(harness):
 def test_baseline_noise_law(harness, case):
     """Binary: keep rate is binomial and kept units equal 1/(1-rate); Gaussian and log-normal: KS."""
     record(harness.name, f"sampling/{case.name}")
-    z = harness.sample(case.law, (N,), seed=SEED, **case.params)
+    z = _drive.sample(harness, case.law, (N,), seed=SEED, **case.params)
     if case.law == "binary":
         rate = case.params["rate"]
         kept = z != 0

@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
-FRAMEWORKS = ("torch", "tensorflow", "jax")
+from idrop.backends import BACKENDS as FRAMEWORKS
 
 
 def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from idrop.backends import BACKENDS as SUPPORTED_BACKENDS
+
 from . import _lock
 from ._errors import ExperimentError, ResultFolderError
 from ._registry import RunRegistry
-
-SUPPORTED_BACKENDS = ("torch", "tensorflow", "jax")
 
 
 def seeds_of(args: argparse.Namespace, default: Sequence[int] = (0,)) -> list[int]:

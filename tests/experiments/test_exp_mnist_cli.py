@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from idrop import cli
+from idrop.backends import BACKENDS
 from idrop.experiments import registry
 
-BACKENDS = ["torch", "tensorflow", "jax"]
 _MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}
 
 
