@@ -36,7 +36,7 @@ from ._report import plot_heatmaps, write_results
 __all__ = ["FULL", "QUICK", "ClutteredConfig", "add_arguments", "config_of", "make_data", "run"]
 
 _OWN = {
-    "--betas": dict(type=float, nargs="+", help="beta grid (full and quick: 0 0.1 0.25 0.5)"),
+    "--betas": dict(type=float, nargs="+", help="beta grid (full: 0 0.1 0.25 0.5; quick: 0 0.1 0.5)"),
     "--canvas": dict(type=int, help="canvas side in pixels (full: 96; quick: 48)"),
     "--distractors": dict(type=int, help="8x8 clutter crops per image (full: 21; quick: 6)"),
     "--n-train": dict(type=int, help="training images (full: 60000; quick: 10000)"),
@@ -45,8 +45,10 @@ _OWN = {
     "--top-width": dict(type=int, help="channels of the head's convs (full: 192)"),
     "--activation": dict(choices=("relu", "softplus"), help="relu (log-uniform prior, full) or softplus"),
     "--prior": dict(choices=("log-uniform", "log-normal"), help="default: log-uniform for relu, else log-normal"),
-    "--lr": dict(type=float, help="Nesterov momentum learning rate (full: 0.01)"),
-    "--lr-drops": dict(type=int, nargs="*", help="epochs after which lr is multiplied by 0.1 (full: 30 60)"),
+    "--lr": dict(type=float, help="Nesterov momentum learning rate (full: 0.01; quick: 0.05)"),
+    "--lr-drops": dict(
+        type=int, nargs="*", help="epochs after which lr is multiplied by 0.1 (full: 30 60; quick: 6 7)"
+    ),
     "--batch-size": dict(type=int, help="full and quick: 128"),
     "--threads": dict(type=int, help="intra-op CPU threads of the backend"),
     "--show": dict(type=int, help="test images in the heat-map figure (default 3)"),
