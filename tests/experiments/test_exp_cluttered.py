@@ -171,3 +171,20 @@ def test_resume_after_a_kill_finishes_the_same_runs(tmp_path: Path) -> None:
     assert cluttered.run(parse("torch", [*argv, "--resume"]), splits=_splits()) == 0
     runs = json.loads((tmp_path / "cluttered" / "torch" / "results.json").read_text())["runs"]
     assert [r["beta"] for r in runs] == [0.0, 0.5]
+
+
+def test_table_flags_networks_that_do_not_classify(tmp_path: Path) -> None:
+    from idrop.experiments import ResultDir
+    from idrop.experiments.cluttered._report import write_results
+
+    layer = {"size": 6, "kl_share": 0.5, "ink_share": 0.5, "energy_share": 0.5, "box_share": 0.2}
+    layer |= {"kl_over_ink": 1.0, "kl_over_energy": 1.0, "kl_over_box": 2.5}
+    fields = {f"layer1_{k}": v for k, v in layer.items()}
+    rows = [{"method": "beta0", "seed": 0, "test_error": 0.05, **fields}]
+    rows.append({"method": "beta0.5", "seed": 0, "test_error": 0.3, **fields})
+    results = ResultDir.create(tmp_path, "cluttered", "torch")
+    cfg = {"seeds": [0], "n_test": 10}
+    write_results(results, cfg, rows, [{"test_error": 0.9, **fields}])
+    lines = results.table.read_text().splitlines()
+    flagged = [line for line in lines if "not quoted" in line]
+    assert len(flagged) == 1 and "| 0.5 |" in flagged[0]  # the untrained control is reported as such

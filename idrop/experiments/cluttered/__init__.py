@@ -36,7 +36,7 @@ from ._report import plot_heatmaps, write_results
 __all__ = ["FULL", "QUICK", "ClutteredConfig", "add_arguments", "config_of", "make_data", "run"]
 
 _OWN = {
-    "--betas": dict(type=float, nargs="+", help="beta grid (full: 0 0.1 0.25 0.5; quick: 0 0.1 0.5)"),
+    "--betas": dict(type=float, nargs="+", help="beta grid (full: 0 0.1 0.25 0.5; quick: 0 0.05 0.1 0.5)"),
     "--canvas": dict(type=int, help="canvas side in pixels (full: 96; quick: 48)"),
     "--distractors": dict(type=int, help="8x8 clutter crops per image (full: 21; quick: 6)"),
     "--n-train": dict(type=int, help="training images (full: 60000; quick: 10000)"),
