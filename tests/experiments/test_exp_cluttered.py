@@ -188,3 +188,10 @@ def test_table_flags_networks_that_do_not_classify(tmp_path: Path) -> None:
     lines = results.table.read_text().splitlines()
     flagged = [line for line in lines if "not quoted" in line]
     assert len(flagged) == 1 and "| 0.5 |" in flagged[0]  # the untrained control is reported as such
+
+
+def test_kl_floor_dilutes_the_raw_share_but_not_the_excess_share() -> None:
+    images, boxes = _scene()
+    ink = ink_on_grid(images, 12)
+    out = localisation(ink + 5.0, ink, images, boxes, 48)  # the same floor on every cell, blank canvas included
+    assert out["kl_over_ink"] < 0.9 and out["excess_kl_over_ink"] == pytest.approx(1.0)

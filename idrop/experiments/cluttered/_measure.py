@@ -78,9 +78,15 @@ def localisation(
     (``ink_share``), the activation energy (``energy_share``) and the box's own cells
     (``box_share``), and the three ratios ``kl_over_ink``, ``kl_over_energy`` and
     ``kl_over_box`` (the raw measure, which ink alone inflates). Ratios are of the means.
+    ``excess_kl_share`` and ``excess_kl_over_ink``: the same for the KL above each map's minimum.
     """
-    size = np.asarray(kl).shape[-1]
+    kl = np.asarray(kl, dtype=np.float64)
+    size = kl.shape[-1]
     kl_share = float(shares_in_box(kl, boxes, canvas).mean())
+    # The KL above each map's own minimum: what the official heat maps show (cluttered.py:220). The
+    # minimum is the floor a layer pays everywhere, blank canvas included.
+    excess = kl - kl.min(axis=(1, 2), keepdims=True)
+    excess_share = float(shares_in_box(excess, boxes, canvas).mean())
     ink_share = float(shares_in_box(ink_on_grid(images, size), boxes, canvas).mean())
     energy_share = float(shares_in_box(energy, boxes, canvas).mean())
     box_share = float(_inside(boxes, canvas, size).mean())
@@ -93,4 +99,6 @@ def localisation(
         "kl_over_ink": kl_share / ink_share if ink_share > 0 else float("nan"),
         "kl_over_energy": kl_share / energy_share if energy_share > 0 else float("nan"),
         "kl_over_box": kl_share / box_share,
+        "excess_kl_share": excess_share,
+        "excess_kl_over_ink": excess_share / ink_share if ink_share > 0 else float("nan"),
     }
