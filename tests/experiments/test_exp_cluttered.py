@@ -52,7 +52,16 @@ def test_config_from_the_command_line() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"widths": (8, 16)}, {"betas": (-0.1,)}, {"betas": ()}, {"max_alpha": 1.5}, {"prior": "log-normal"}],
+    [
+        {"widths": (8, 16)},
+        {"betas": (-0.1,)},
+        {"betas": ()},
+        {"max_alpha": 1.5},
+        {"max_alpha": 0.0},
+        {"prior": "log-normal"},
+        {"show": 0},
+        {"epochs": 0},
+    ],
 )
 def test_bad_settings_are_rejected(change: dict) -> None:
     with pytest.raises(ValueError):

@@ -43,6 +43,8 @@ class ClutteredConfig:
             raise ValueError(f"widths needs >= 3 blocks (layers 1-3 are measured); received {self.widths}")
         if self.canvas < 28 or self.convs_per_block < 1 or not 0 < self.max_alpha <= 1:
             raise ValueError(f"invalid canvas / convs_per_block / max_alpha in {self}")
+        if self.show < 1 or self.n_test < 1 or self.n_train < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"show, n_test, n_train, epochs and batch_size must be >= 1 in {self}")
         if any(b < 0 for b in self.betas) or not self.betas:
             raise ValueError(f"betas must be a non-empty list of values >= 0; received {self.betas}")
         if (self.activation, self.prior) not in {("relu", "log-uniform"), ("softplus", "log-normal")}:
