@@ -148,7 +148,7 @@ def _prior_scalar(name: str) -> Any:
             return raised(core.check_scalar_shape, name, value.shape)
         if value is None or name == "mu":
             return None
-        return raised(core.check_positive, name, value)
+        return raised(core.check_prior_scale, name, value)
 
     return oracle
 

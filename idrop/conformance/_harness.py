@@ -111,6 +111,10 @@ class Harness(Protocol):
     def kl(self, layer: Any) -> Any:
         """The layer's ``.kl`` as an array, or ``None``."""
 
+    def differentiating(self) -> Any:
+        """A context in which calls can be differentiated, as in a training step (the KL
+        bookkeeping adds such calls; one with nothing to differentiate replaces the records)."""
+
     def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
         """``module.<op>`` (a noisy op: ``info_dropout`` or a baseline) with the mode and RNG
         spelled as the backend spells them: its own RNG seeded with ``seed``, or no RNG."""

@@ -94,6 +94,9 @@ class TensorFlowHarness:
     def kl(self, layer: Any) -> Any:
         return layer.kl
 
+    def differentiating(self) -> Any:
+        return tf.GradientTape()  # eager TF records for a gradient only under a tape
+
     def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
         if seed is not None:
             kwargs["seed"] = keras.random.SeedGenerator(seed)

@@ -79,6 +79,9 @@ class TorchHarness:
     def kl(self, layer: Any) -> Any:
         return layer.kl
 
+    def differentiating(self) -> Any:
+        return torch.enable_grad()
+
     def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
         if seed is not None:
             kwargs["generator"] = torch.Generator().manual_seed(seed)

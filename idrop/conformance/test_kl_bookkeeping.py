@@ -40,10 +40,12 @@ def test_kl_loss_collects_every_call_once(harness):
     """Two training calls count twice; a second collection with no call in between is 0."""
     record(harness.name, "kl-bookkeeping/collect")
     layer = _layer(harness)
-    first = _call(harness, layer, 0.5, training=True)
-    second = _call(harness, layer, -1.0, training=True, batch=3)
+    with harness.differentiating():
+        first = _call(harness, layer, 0.5, training=True)
+        second = _call(harness, layer, -1.0, training=True, batch=3)
+        collected = _collect(harness, layer)
     want = (first.mean() + second.mean()) / N_TRAIN
-    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-6, err_msg="both calls, each once")
+    np.testing.assert_allclose(collected, want, rtol=1e-6, err_msg="both calls, each once")
     assert _collect(harness, layer) == 0.0, "a second kl_loss with no call in between must be 0 (no stale KL)"
 
 
@@ -52,9 +54,11 @@ def test_evaluation_call_replaces_the_records(harness, eval_kl):
     """An evaluation call after training calls leaves only its own record (``eval_kl``) or none."""
     record(harness.name, "kl-bookkeeping/eval")
     layer = _layer(harness, eval_kl=eval_kl)
-    _call(harness, layer, 0.5, training=True)
-    _call(harness, layer, 0.25, training=True)
-    evaluated = _call(harness, layer, -1.0, training=False)
+    with harness.differentiating():
+        _call(harness, layer, 0.5, training=True)
+        _call(harness, layer, 0.25, training=True)
+        evaluated = _call(harness, layer, -1.0, training=False)
+        collected = _collect(harness, layer)
     want = evaluated.mean() / N_TRAIN if eval_kl else 0.0
     assert (evaluated is not None) == eval_kl, f".kl after an evaluation call with eval_kl={eval_kl}: {evaluated}"
-    np.testing.assert_allclose(_collect(harness, layer), want, rtol=1e-6, err_msg="only the evaluation call's record")
+    np.testing.assert_allclose(collected, want, rtol=1e-6, err_msg="only the evaluation call's record")

@@ -100,6 +100,20 @@ def check_positive(name: str, value: Any) -> float:
     return v
 
 
+#: Accepted range of a Python ``sigma`` (the log-normal prior's scale): outside it ``1 / sigma**2``
+#: or ``sigma**2`` leaves float32's range and the KL is inf or NaN.
+PRIOR_SCALE_RANGE = (1e-6, 1e6)
+
+
+def check_prior_scale(name: str, value: Any) -> float:
+    """Return a Python prior scale (the functional ``sigma``) in ``[1e-6, 1e6]``, or raise."""
+    v = _check_real(name, value)
+    lo, hi = PRIOR_SCALE_RANGE
+    if not lo <= v <= hi:
+        raise invalid(name, f"a float in [{lo:g}, {hi:g}] (the prior's scale; float32 overflows outside it)", value)
+    return v
+
+
 def check_flag(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
     """Return a bool flag (``mean_one``, ``eval_kl``, ``training``, ``deterministic``), or raise.
 

@@ -166,19 +166,21 @@ def test_good_sizes_still_parse() -> None:
 def test_limit_train_takes_every_digit(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from idrop.experiments import _mnist_torch
+    from idrop.experiments.mnist import torch as mnist_torch
 
     seen: list[np.ndarray] = []
-    real = _mnist_torch.make_runs
+    real = mnist_torch.make_runs
 
     def spy(data, config, device, devices=1):
-        seen.append(np.asarray(data.y_train))
+        seen.append(np.concatenate([data.y_train, data.y_valid]))
         return real(data, config, device, devices)
 
-    monkeypatch.setattr(_mnist_torch, "make_runs", spy)
+    monkeypatch.setattr(mnist_torch, "make_runs", spy)
     status, err = run_cli(argv(data_dir, tmp_path), capsys)
     assert status == 0, err
-    assert np.bincount(seen[0], minlength=10).tolist() == [20] * 10  # the file's first 200 are digits 0 and 1
+    # The 200 images (training and the validation part carved from them) hold every digit
+    # equally; the file's first 200 are digits 0 and 1 only.
+    assert np.bincount(seen[0], minlength=10).tolist() == [20] * 10
 
 
 def test_cifar_subsets_take_every_class(tmp_path: Path) -> None:
@@ -191,7 +193,8 @@ def test_cifar_subsets_take_every_class(tmp_path: Path) -> None:
     for name in [*data.TRAIN_BATCHES, data.TEST_BATCH]:  # every batch sorted by class
         batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": sorted(list(range(10)) * 2)}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    prepared, _ = cifar10.make_data({"n_train": 30, "n_test": 10}, tmp_path)
+    cfg = dataclasses.replace(cifar10.QUICK, n_train=30, n_test=10, preprocessing="per-channel")
+    prepared, _ = cifar10.make_data(cfg, tmp_path)
     assert np.bincount(prepared["y_train"], minlength=10).tolist() == [3] * 10
     assert np.bincount(prepared["y_test"], minlength=10).tolist() == [1] * 10
 

@@ -1,91 +1,206 @@
-"""Cluttered MNIST experiment: the KL-share maths, and a tiny end-to-end run."""
+"""Cluttered MNIST experiment: the settings, the ink-proof measure, and tiny runs in each backend."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from idrop import cli
-from idrop.experiments._common import box_on_grid, kl_share_in_box
+from idrop.experiments import cluttered
+from idrop.experiments._common import box_on_grid
+from idrop.experiments.cluttered._measure import ink_on_grid, localisation, shares_in_box
 
 
-def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
-    """The arguments exactly as ``idrop reproduce <experiment> --backend torch`` parses them."""
-    name = module.__name__.rsplit(".", 1)[-1]
-    return cli.build_parser().parse_args(["reproduce", name, "--backend", "torch", *argv])
+def parse(backend: str, argv: list[str]) -> argparse.Namespace:
+    """The arguments exactly as ``idrop reproduce cluttered --backend <backend>`` parses them."""
+    return cli.build_parser().parse_args(["reproduce", "cluttered", "--backend", backend, *argv])
 
 
-def test_share_is_one_when_all_kl_is_in_the_box() -> None:
-    canvas, size = 96, 12
-    boxes = np.array([[10, 20, 38, 44], [50, 0, 78, 20]])
-    grid = box_on_grid(boxes, canvas, size)
-    kl = np.zeros((2, size, size))
+# --- the settings ---------------------------------------------------------------------------------
+
+
+def test_full_setting_is_the_official_one() -> None:
+    f = cluttered.FULL
+    assert (f.canvas, f.distractors, f.n_train, f.n_test) == (96, 21, 60000, 10000)
+    assert (f.widths, f.top_width, f.convs_per_block) == ((32, 64, 96, 192), 192, 3)
+    assert (f.activation, f.prior, f.max_alpha) == ("relu", "log-uniform", 1.0)
+    assert (f.lr, f.lr_drops, f.epochs, f.batch_size) == (0.01, (30, 60), 80, 128)
+    assert 0.0 in f.betas and max(f.betas) <= 0.5  # official README.md:66: beta <= 0.5
+
+
+def test_quick_setting_keeps_beta_zero_and_the_official_range() -> None:
+    q = cluttered.QUICK
+    assert 0.0 in q.betas and max(q.betas) <= 0.5
+    assert (q.activation, q.prior, q.max_alpha, q.batch_size) == ("relu", "log-uniform", 1.0, 128)
+    assert q.canvas % 8 == 0  # layers 1-3 on exact grids
+    assert len(q.lr_drops) == 2 and max(q.lr_drops) < q.epochs  # two x0.1 drops, as the official schedule
+
+
+def test_config_from_the_command_line() -> None:
+    cfg = cluttered.config_of(parse("torch", ["--quick", "--betas", "0", "0.2", "--activation", "softplus"]))
+    assert cfg["betas"] == (0.0, 0.2) and cfg["prior"] == "log-normal" and cfg["setting"] == "quick"
+    assert cfg["canvas"] == cluttered.QUICK.canvas and "--resume" not in cfg["command"]
+    full = cluttered.config_of(parse("torch", ["--seeds", "2"]))
+    assert full["seeds"] == (0, 1) and full["canvas"] == 96 and full["setting"] == "full"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"widths": (8, 16)},
+        {"betas": (-0.1,)},
+        {"betas": ()},
+        {"max_alpha": 1.5},
+        {"max_alpha": 0.0},
+        {"prior": "log-normal"},
+        {"show": 0},
+        {"epochs": 0},
+    ],
+)
+def test_bad_settings_are_rejected(change: dict) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(cluttered.QUICK, **change).check()
+
+
+# --- the measure ----------------------------------------------------------------------------------
+
+
+def _scene(n: int = 6, canvas: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random images with a dense 'digit' in a box and sparse clutter outside it."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n, canvas, canvas)) < 0.05).astype(np.float64)
+    boxes = []
+    for i in range(n):
+        y0, x0 = rng.integers(0, canvas - 20, 2)
+        images[i, y0 : y0 + 20, x0 : x0 + 16] = rng.random((20, 16)) < 0.5
+        boxes.append((y0, x0, y0 + 20, x0 + 16))
+    return images, np.array(boxes)
+
+
+def test_kl_proportional_to_ink_gives_ratio_one() -> None:
+    images, boxes = _scene()
+    for size in (24, 12, 6):
+        ink = ink_on_grid(images, size)
+        out = localisation(3.7 * ink, 0.2 * ink, images, boxes, 48)
+        assert out["kl_over_ink"] == pytest.approx(1.0) and out["kl_over_energy"] == pytest.approx(1.0)
+        assert out["kl_over_box"] > 1.5  # the raw measure is inflated by the ink alone
+
+
+def test_kl_only_on_the_box_beats_ink_and_uniform_kl_trails_it() -> None:
+    images, boxes = _scene()
+    size = 24
+    grid = box_on_grid(boxes, 48, size)
+    on_box = np.zeros((len(images), size, size))
     for i, (y0, x0, y1, x1) in enumerate(grid):
-        kl[i, y0:y1, x0:x1] = np.random.default_rng(i).random((y1 - y0, x1 - x0)) + 0.1
-    share, box = kl_share_in_box(kl, boxes, canvas)
-    assert share == pytest.approx(1.0)
-    areas = [(y1 - y0) * (x1 - x0) / size**2 for y0, x0, y1, x1 in grid]
-    assert box == pytest.approx(np.mean(areas))
+        on_box[i, y0:y1, x0:x1] = 1.0
+    ink = ink_on_grid(images, size)
+    assert localisation(on_box, ink, images, boxes, 48)["kl_over_ink"] > 1.0
+    uniform = localisation(np.ones_like(on_box), ink, images, boxes, 48)
+    assert uniform["kl_over_ink"] < 1.0 and uniform["kl_over_box"] == pytest.approx(1.0)
 
 
-def test_share_of_uniform_kl_equals_box_share() -> None:
-    boxes = np.array([[0, 0, 48, 48]])  # a quarter of a 96 canvas, exactly on the grid
-    share, box = kl_share_in_box(np.ones((1, 24, 24)), boxes, 96)
-    assert share == pytest.approx(0.25) and box == pytest.approx(0.25)
+def test_ink_on_grid_sums_cells_and_pads() -> None:
+    x = np.arange(36.0).reshape(1, 6, 6)
+    np.testing.assert_allclose(ink_on_grid(x, 3)[0], x[0].reshape(3, 2, 3, 2).sum(axis=(1, 3)))
+    padded = ink_on_grid(np.ones((1, 5, 5)), 3)  # 5 -> cells of 2, padded to 6
+    assert padded.sum() == 25 and padded[0, 2, 2] == 1
 
 
-def test_box_grows_to_cells_it_touches() -> None:
-    assert box_on_grid(np.array([[5, 5, 9, 9]]), 96, 12).tolist() == [[0, 0, 2, 2]]
+def test_shares_reject_bad_maps_and_handle_empty_ones() -> None:
+    boxes = np.array([[0, 0, 10, 10]])
+    assert shares_in_box(np.zeros((1, 4, 4)), boxes, 40).tolist() == [0.0]
+    with pytest.raises(ValueError, match="non-negative"):
+        shares_in_box(-np.ones((1, 4, 4)), boxes, 40)
+    with pytest.raises(ValueError, match=r"\[n, h, h\]"):
+        shares_in_box(np.ones((1, 4, 5)), boxes, 40)
 
 
-def test_tiny_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("matplotlib")
-    from idrop.experiments import cluttered
+# --- tiny runs ------------------------------------------------------------------------------------
 
+TINY = [
+    "--epochs", "2", "--no-progress", "--betas", "0", "0.5", "--widths", "2,2,2,2", "--top-width", "4",
+    "--convs-per-block", "2", "--canvas", "32", "--distractors", "2", "--n-train", "24", "--n-test", "8",
+    "--show", "2", "--batch-size", "16", "--lr-drops", "1",
+]  # fmt: skip
+
+
+def _splits() -> tuple:
     rng = np.random.default_rng(0)
     digits = (rng.random((40, 784)) > 0.7).astype(np.float32)
     labels = rng.integers(0, 10, 40)
-    splits = (digits, labels, digits[:20], labels[:20], "synthetic digits")
-    args = parse(
-        cluttered,
-        [
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "1",
-            "--no-progress",
-            "--betas",
-            "0.1",
-            "1",
-            "--filter-percentage",
-            "0.0625",
-            "--convs-per-block",
-            "1",
-            "--canvas",
-            "48",
-            "--n-train",
-            "32",
-            "--n-test",
-            "8",
-            "--show",
-            "2",
-            "--batch-size",
-            "16",
-        ],
-    )
-    assert cluttered.run(args, splits=splits) == 0
-    root = tmp_path / "cluttered" / "torch"
+    return digits, labels, digits[:20], labels[:20], "synthetic digits"
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_tiny_end_to_end(tmp_path: Path, backend: str) -> None:
+    pytest.importorskip({"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}[backend])
+    pytest.importorskip("matplotlib")
+    assert cluttered.run(parse(backend, ["--out", str(tmp_path), *TINY]), splits=_splits()) == 0
+    root = tmp_path / "cluttered" / backend
     assert (root / "heatmaps.png").stat().st_size > 0 and (root / "table.md").exists()
-    runs = json.loads((root / "results.json").read_text())["runs"]
-    assert len(runs) == 2
-    for r in runs:
+    summary = json.loads((root / "results.json").read_text())
+    assert [r["beta"] for r in summary["runs"]] == [0.0, 0.5] and len(summary["untrained"]) == 1
+    assert "idrop" in summary["config"]["command"]
+    for r in [*summary["runs"], *summary["untrained"]]:
         assert math.isfinite(r["test_error"])
-        assert 0 <= r["layer1_kl_share_in_box"] <= 1 and 0 < r["layer1_box_share"] <= 1
+        assert [r[f"layer{i}_size"] for i in (1, 2, 3)] == [16, 8, 4]
+        for i in (1, 2, 3):
+            assert 0 <= r[f"layer{i}_kl_share"] <= 1 and 0 < r[f"layer{i}_ink_share"] <= 1
+            assert math.isfinite(r[f"layer{i}_kl_over_ink"]) and math.isfinite(r[f"layer{i}_kl_over_energy"])
+    maps = np.load(root / "kl_maps" / "beta0.5_w2_s0.npz")
+    assert maps["layer1"].shape == (2, 16, 16) and (maps["layer1"] >= 0).all()
     assert not (root / "checkpoints").exists() or not any((root / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_alpha_branch_has_a_bias(backend: str) -> None:
+    """The official alpha conv has a bias (cluttered.py:89); without it alpha on blank canvas is pinned."""
+    pytest.importorskip({"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}[backend])
+    cfg = {**dataclasses.asdict(cluttered.QUICK), "device": "cpu", "backend": backend}
+    module = __import__(f"idrop.experiments.cluttered.{backend}", fromlist=["alpha_biases"])
+    biases = module.alpha_biases(module.build_model(cfg, seed=0))
+    assert len(biases) == len(cfg["widths"]) and all(b is not None for b in biases)
+
+
+def test_resume_after_a_kill_finishes_the_same_runs(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    argv = ["--out", str(tmp_path), *TINY]
+    with pytest.raises(SystemExit) as stop:  # the CLI's kill simulation: exit once an epoch is saved
+        cluttered.run(parse("torch", [*argv, "--stop-after-epochs", "1"]), splits=_splits())
+    assert stop.value.code == 3
+    state = json.loads((tmp_path / "cluttered" / "torch" / "state.json").read_text())
+    assert state  # a checkpoint is recorded
+    assert cluttered.run(parse("torch", [*argv, "--resume"]), splits=_splits()) == 0
+    runs = json.loads((tmp_path / "cluttered" / "torch" / "results.json").read_text())["runs"]
+    assert [r["beta"] for r in runs] == [0.0, 0.5]
+
+
+def test_table_flags_networks_that_do_not_classify(tmp_path: Path) -> None:
+    from idrop.experiments import ResultDir
+    from idrop.experiments.cluttered._report import write_results
+
+    layer = {"size": 6, "kl_share": 0.5, "ink_share": 0.5, "energy_share": 0.5, "box_share": 0.2}
+    layer |= {"kl_over_ink": 1.0, "kl_over_energy": 1.0, "kl_over_box": 2.5}
+    fields = {f"layer1_{k}": v for k, v in layer.items()}
+    rows = [{"method": "beta0", "seed": 0, "test_error": 0.05, **fields}]
+    rows.append({"method": "beta0.5", "seed": 0, "test_error": 0.3, **fields})
+    results = ResultDir.create(tmp_path, "cluttered", "torch")
+    cfg = {"seeds": [0], "n_test": 10}
+    write_results(results, cfg, rows, [{"test_error": 0.9, **fields}])
+    lines = results.table.read_text().splitlines()
+    flagged = [line for line in lines if "not quoted" in line]
+    assert len(flagged) == 1 and "| 0.5 |" in flagged[0]  # the untrained control is reported as such
+
+
+def test_kl_floor_dilutes_the_raw_share_but_not_the_excess_share() -> None:
+    images, boxes = _scene()
+    ink = ink_on_grid(images, 12)
+    out = localisation(ink + 5.0, ink, images, boxes, 48)  # the same floor on every cell, blank canvas included
+    assert out["kl_over_ink"] < 0.9 and out["excess_kl_over_ink"] == pytest.approx(1.0)

@@ -23,55 +23,6 @@ def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
     return cli.build_parser().parse_args(["reproduce", name, "--backend", "jax", *argv])
 
 
-def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    from idrop.experiments import cluttered
-
-    rng = np.random.default_rng(0)
-    digits = (rng.random((40, 784)) > 0.7).astype(np.float32)
-    labels = rng.integers(0, 10, 40)
-    splits = (digits, labels, digits[:20], labels[:20], "synthetic digits")
-    args = parse(
-        cluttered,
-        [
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "1",
-            "--no-progress",
-            "--betas",
-            "0.1",
-            "1",
-            "--filter-percentage",
-            "0.0625",
-            "--convs-per-block",
-            "1",
-            "--canvas",
-            "32",
-            "--n-train",
-            "16",
-            "--n-test",
-            "8",
-            "--show",
-            "2",
-            "--batch-size",
-            "16",
-        ],
-    )
-    assert cluttered.run(args, splits=splits) == 0
-    root = tmp_path / "cluttered" / "jax"
-    assert (root / "heatmaps.png").stat().st_size > 0 and (root / "table.md").exists()
-    runs = json.loads((root / "results.json").read_text())["runs"]
-    assert len(runs) == 2
-    for r in runs:
-        assert math.isfinite(r["test_error"])
-        assert 0 <= r["layer1_kl_share_in_box"] <= 1 and 0 < r["layer1_box_share"] <= 1
-        assert r["layer1_size"] == 16  # the first stride-2 layer halves the canvas, as in torch
-    maps = np.load(root / "kl_maps" / "beta0.1_w0.0625_s0.npz")
-    assert maps["layer1"].shape == (2, 16, 16) and (maps["layer1"] >= 0).all()
-    assert not (root / "checkpoints").exists() or not any((root / "checkpoints").iterdir())
-
-
 def test_vae_tiny_end_to_end_and_checkpoint(tmp_path: Path) -> None:
     from idrop.experiments import vae
     from idrop.experiments._registry import RunKey

@@ -23,55 +23,6 @@ def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
     return cli.build_parser().parse_args(["reproduce", name, "--backend", "tensorflow", *argv])
 
 
-def test_cluttered_tiny_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    from idrop.experiments import cluttered
-
-    rng = np.random.default_rng(0)
-    digits = (rng.random((40, 784)) > 0.7).astype(np.float32)
-    labels = rng.integers(0, 10, 40)
-    splits = (digits, labels, digits[:20], labels[:20], "synthetic digits")
-    args = parse(
-        cluttered,
-        [
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "1",
-            "--no-progress",
-            "--betas",
-            "0.1",
-            "1",
-            "--filter-percentage",
-            "0.0625",
-            "--convs-per-block",
-            "1",
-            "--canvas",
-            "48",
-            "--n-train",
-            "32",
-            "--n-test",
-            "8",
-            "--show",
-            "2",
-            "--batch-size",
-            "16",
-        ],
-    )
-    assert cluttered.run(args, splits=splits) == 0
-    root = tmp_path / "cluttered" / "tensorflow"
-    assert (root / "heatmaps.png").stat().st_size > 0 and (root / "table.md").exists()
-    runs = json.loads((root / "results.json").read_text())["runs"]
-    assert len(runs) == 2
-    for r in runs:
-        assert math.isfinite(r["test_error"])
-        assert 0 <= r["layer1_kl_share_in_box"] <= 1 and 0 < r["layer1_box_share"] <= 1
-        assert r["layer1_size"] == 24 and r["layer4_size"] == 3
-    maps = np.load(root / "kl_maps" / "beta0.1_w0.0625_s0.npz")["layer1"]
-    assert maps.shape == (2, 24, 24) and (maps >= 0).all() and maps.sum() > 0
-    assert not (root / "checkpoints").exists() or not any((root / "checkpoints").iterdir())
-
-
 def test_vae_tiny_end_to_end(tmp_path: Path) -> None:
     from idrop.experiments import vae
 

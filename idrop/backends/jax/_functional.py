@@ -7,7 +7,6 @@ every backend). Safe under ``jit``, ``grad``, ``vmap`` and ``checkpoint``.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import jax
@@ -23,7 +22,7 @@ from idrop.core.spec import (
     check_alpha,
     check_flag,
     check_noise_shape,
-    check_positive,
+    check_prior_scale,
     check_probability,
     check_same_shape,
     check_scalar_shape,
@@ -50,8 +49,9 @@ def _prior_parameter(name: str, value: Any) -> Any:
     """``mu``/``sigma``: None (the default), a Python number (``sigma > 0``), or a 0-d / ``(1,)`` array."""
     if value is None:
         return None
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-        return check_positive(name, value) if name == "sigma" else value
+    # A Python or NumPy scalar (not an array) is checked as a number.
+    if isinstance(value, np.generic) or not hasattr(value, "shape"):
+        return check_prior_scale(name, value) if name == "sigma" else value
     check_array(name, value)
     check_scalar_shape(name, np.shape(value))
     return value

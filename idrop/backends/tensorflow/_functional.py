@@ -8,9 +8,9 @@ on the adapter's namespace :data:`idrop.backends.tensorflow._namespace.xp`.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from idrop.backends.tensorflow._namespace import (
@@ -31,7 +31,7 @@ from idrop.core.spec import (
     InfoDropoutSpec,
     check_alpha,
     check_flag,
-    check_positive,
+    check_prior_scale,
     check_probability,
     check_same_shape,
     check_scalar_shape,
@@ -116,9 +116,10 @@ def info_dropout(
 
 def _prior_parameter(name: str, value: Any, dtype: str) -> Any:
     """``mu`` or ``sigma`` as a tensor: a number (``sigma > 0``), or a scalar tensor (one prior per layer)."""
-    if isinstance(value, numbers.Real):
+    # A Python or NumPy scalar (not a tensor or array) is checked as a number.
+    if isinstance(value, np.generic) or not hasattr(value, "shape"):
         if name == "sigma":
-            check_positive(name, value)
+            value = check_prior_scale(name, value)
         return tensor(float(value), dtype)
     value = tensor(value, dtype)
     check_scalar_shape(name, tuple(value.shape))

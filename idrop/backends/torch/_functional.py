@@ -20,7 +20,7 @@ from idrop.core.spec import (
     check_alpha,
     check_flag,
     check_noise_shape,
-    check_positive,
+    check_prior_scale,
     check_probability,
     check_same_shape,
     check_scalar_shape,
@@ -43,7 +43,7 @@ def _prior_param(name: str, value: Any, default: float, like: torch.Tensor) -> t
     if value is None:
         value = default
     elif not isinstance(value, torch.Tensor) and name == "sigma":
-        check_positive(name, value)
+        check_prior_scale(name, value)
     elif isinstance(value, torch.Tensor):
         check_scalar_shape(name, tuple(value.shape))
     return torch.as_tensor(value, dtype=compute_dtype(like), device=like.device)
