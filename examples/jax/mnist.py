@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 
 from idrop.backends.jax import ib_loss
-from idrop.data import mnist_splits
+from idrop.data import mnist_splits, stratified_subset
 from idrop.experiments.nets.jax import MLP  # the network of `idrop reproduce mnist`
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--method", choices=("information", "binary"), default="information")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--max-alpha", type=float, default=0.7)
@@ -53,7 +53,7 @@ def main() -> None:
     args = p.parse_args()
 
     x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
-    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_train, y_train = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
     n_train = len(x_train)
     config = SimpleNamespace(max_alpha=args.max_alpha, dropout_rate=0.5)
     model = MLP(args.method, args.width, config, nnx.Rngs(params=args.seed, dropout=args.seed + 1))

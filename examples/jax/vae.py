@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from idrop.data import binarize, mnist_splits
+from idrop.data import binarize, mnist_splits, stratified_subset
 from idrop.experiments.nets.jax import VAE  # the network of `idrop reproduce vae`
 
 
@@ -41,15 +41,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--latent", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    x_train, _, x_test, _, _ = mnist_splits(args.data_dir)
-    x_train, x_test = binarize(x_train[: args.limit]), binarize(x_test)
+    x_train, y_train, x_test, _, _ = mnist_splits(args.data_dir)
+    x_train, _ = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
+    x_train, x_test = binarize(x_train), binarize(x_test)
     model = VAE("information", args.hidden, args.latent, 1.0, rngs=nnx.Rngs(params=args.seed, dropout=args.seed + 1))
     opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     rng = np.random.default_rng(args.seed)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import keras
 
-from idrop.data import mnist_splits
+from idrop.data import mnist_splits, stratified_subset
 from idrop.experiments.nets.tensorflow import build_mlp  # the network of `idrop reproduce mnist`
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--method", choices=("information", "binary"), default="information")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--max-alpha", type=float, default=0.7)
@@ -33,7 +33,7 @@ def main() -> None:
 
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
-    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_train, y_train = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
 
     config = SimpleNamespace(beta=args.beta, n_train=len(x_train), max_alpha=args.max_alpha, dropout_rate=0.5)
     model = build_mlp(args.method, args.width, config, args.seed)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from idrop.data import binarize, mnist_splits
+from idrop.data import binarize, mnist_splits, stratified_subset
 from idrop.experiments.nets.tensorflow import VAE  # the network of `idrop reproduce vae`
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--latent", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=100)
@@ -29,8 +29,9 @@ def main() -> None:
     args = p.parse_args()
 
     keras.utils.set_random_seed(args.seed)
-    x_train, _, x_test, _, _ = mnist_splits(args.data_dir)
-    x_train, x_test = binarize(x_train[: args.limit]), binarize(x_test)
+    x_train, y_train, x_test, _, _ = mnist_splits(args.data_dir)
+    x_train, _ = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
+    x_train, x_test = binarize(x_train), binarize(x_test)
 
     model = VAE("information", args.hidden, args.latent, max_alpha=1.0, seed=args.seed)
     model(tf.constant(x_train[:1]))  # build

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from idrop.backends.torch import ib_loss
-from idrop.data import mnist_splits
+from idrop.data import mnist_splits, stratified_subset
 from idrop.experiments.nets.torch import MLP  # the network of `idrop reproduce mnist`
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--method", choices=("information", "binary"), default="information")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--max-alpha", type=float, default=0.7)
@@ -37,7 +37,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
-    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_train, y_train = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
     x_train, y_train = torch.tensor(x_train, device=device), torch.tensor(y_train, device=device)
     x_test, y_test = torch.tensor(x_test, device=device), torch.tensor(y_test, device=device)
     n_train = len(x_train)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idrop.data import binarize, mnist_splits
+from idrop.data import binarize, mnist_splits, stratified_subset
 from idrop.experiments.nets.torch import VAE  # the network of `idrop reproduce vae`
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--latent", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=100)
@@ -36,8 +36,9 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    x_train, _, x_test, _, _ = mnist_splits(args.data_dir)
-    x_train = torch.tensor(binarize(x_train[: args.limit]), device=device)
+    x_train, y_train, x_test, _, _ = mnist_splits(args.data_dir)
+    x_train, _ = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
+    x_train = torch.tensor(binarize(x_train), device=device)
     x_test = torch.tensor(binarize(x_test), device=device)
 
     model = VAE("information", args.hidden, args.latent, max_alpha=1.0).to(device)

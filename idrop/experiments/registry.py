@@ -25,7 +25,7 @@ EXPERIMENTS: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "mnist": "Fig. 3a: test error vs. hidden units of a 3-layer fully connected net on MNIST",
     "cifar10": "All-CNN-32 on CIFAR-10 as the official cifar.py (Fig. 3b, Table 2a)",
-    "cluttered": "Cluttered MNIST: KL heat maps find the digit (Fig. 2)",
+    "cluttered": "Cluttered MNIST (Fig. 2): KL heat maps, localisation measured against ink",
     "vae": "Variational autoencoder as a special case of Information Dropout (Section 5, Table 1)",
 }
 
