@@ -232,3 +232,19 @@ def load_jax_state(path: Path, trees: tuple[Any, ...], rng: np.random.Generator)
         raise ValueError(f"{path} holds {len(state['leaves'])} arrays; this run has {treedef.num_leaves}.")
     rng.bit_generator.state = state["numpy_rng"]
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in state["leaves"]])
+
+
+class JaxCheckpoint:
+    """``save_state``/``load_state`` of a run whose state is the pytrees named in ``state_names`` plus
+    ``rng``, restored onto ``self.device``: what the shared runner calls after every epoch and on ``--resume``."""
+
+    state_names: tuple[str, ...] = ("params", "stats", "opt_state")
+
+    def save_state(self, path: Path) -> None:
+        save_jax_state(path, tuple(getattr(self, n) for n in self.state_names), self.rng)
+
+    def load_state(self, path: Path) -> None:
+        with jax.default_device(self.device):
+            trees = load_jax_state(path, tuple(getattr(self, n) for n in self.state_names), self.rng)
+        for name, tree in zip(self.state_names, trees, strict=True):
+            setattr(self, name, tree)

@@ -200,3 +200,14 @@ def load_tf_state(
         for i, var in enumerate(variables):
             var.assign(saved[f"v{i}"])
         rng.bit_generator.state = json.loads(str(saved["numpy_rng"]))
+
+
+class KerasCheckpoint:
+    """``save_state``/``load_state`` of a run that holds ``model``, ``optimizer`` and ``rng``: what the
+    shared runner calls after every epoch and on ``--resume``."""
+
+    def save_state(self, path: Path) -> None:
+        save_tf_state(path, self.model, self.optimizer, self.rng)
+
+    def load_state(self, path: Path) -> None:
+        load_tf_state(path, self.model, self.optimizer, self.rng)

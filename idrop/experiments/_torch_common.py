@@ -93,6 +93,17 @@ def load_torch_state(
     rng.bit_generator.state = state["numpy_rng"]
 
 
+class TorchCheckpoint:
+    """``save_state``/``load_state`` of a run that holds ``model``, ``optimizer``, ``rng`` and, when it
+    has one, ``scheduler``: what the shared runner calls after every epoch and on ``--resume``."""
+
+    def save_state(self, path: Path) -> None:
+        save_torch_state(path, self.model, self.optimizer, getattr(self, "scheduler", None), self.rng)
+
+    def load_state(self, path: Path) -> None:
+        load_torch_state(path, self.model, self.optimizer, getattr(self, "scheduler", None), self.rng)
+
+
 def per_unit_kl(layer: InfoDropout, x: torch.Tensor) -> torch.Tensor:
     """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps)."""
     f = layer.activation_of(x)

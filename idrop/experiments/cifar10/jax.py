@@ -6,7 +6,6 @@ The counterpart of :mod:`idrop.experiments.cifar10.torch` (same runs, metrics an
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -16,15 +15,14 @@ import optax
 
 from idrop.experiments import ResultDir, RunKey, run_grid
 from idrop.experiments._jax_common import (
+    JaxCheckpoint,
     Modes,
     batches,
     create,
     ib_train_step,
-    load_jax_state,
     pick_device,
     predict,
     refresh_batch_norm,
-    save_jax_state,
 )
 from idrop.experiments.nets import all_cnn_widths
 from idrop.experiments.nets.jax import AllCNN32
@@ -42,7 +40,7 @@ def _sgd(weight_decay: float) -> optax.GradientTransformation:
     )(learning_rate=0.0)
 
 
-class CifarRun:
+class CifarRun(JaxCheckpoint):
     """One (method, filter percentage, seed) run."""
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
@@ -108,15 +106,6 @@ class CifarRun:
             pred = predict(self.modes.eval, self.params, self.stats, self.rest, jax.device_put(x[idx], self.device))
             wrong += int((np.asarray(pred) != y[idx]).sum())
         return {"test_error": wrong / len(x)}
-
-    def save_state(self, path: Path) -> None:
-        save_jax_state(path, (self.params, self.stats, self.opt_state), self.rng)
-
-    def load_state(self, path: Path) -> None:
-        with jax.default_device(self.device):
-            self.params, self.stats, self.opt_state = load_jax_state(
-                path, (self.params, self.stats, self.opt_state), self.rng
-            )
 
 
 def train_all(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +16,10 @@ import tensorflow as tf
 from idrop.backends.tensorflow import kl_loss
 from idrop.experiments import ResultDir, RunKey, run_grid
 from idrop.experiments._tensorflow_common import (
+    KerasCheckpoint,
     batches,
     configure,
-    load_tf_state,
     refresh_batch_norm,
-    save_tf_state,
     use_jit,
 )
 from idrop.experiments.nets import all_cnn_widths
@@ -30,7 +28,7 @@ from idrop.experiments.nets.tensorflow import AllCNN32
 from . import lr_at
 
 
-class CifarRun:
+class CifarRun(KerasCheckpoint):
     """One (method, filter percentage, seed) run."""
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
@@ -98,12 +96,6 @@ class CifarRun:
             pred = self._predict(tf.constant(self.x_test[idx])).numpy()
             wrong += int((pred != self.y_test[idx]).sum())
         return {"test_error": wrong / len(self.x_test)}
-
-    def save_state(self, path: Path) -> None:
-        save_tf_state(path, self.model, self.optimizer, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_tf_state(path, self.model, self.optimizer, self.rng)
 
 
 def train_all(

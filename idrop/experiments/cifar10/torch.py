@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,14 +10,14 @@ import torch.nn.functional as F
 
 from idrop.backends.torch import kl_loss
 from idrop.experiments import ResultDir, RunKey, run_grid
-from idrop.experiments._torch_common import batches, load_torch_state, pick_device, refresh_batch_norm, save_torch_state
+from idrop.experiments._torch_common import TorchCheckpoint, batches, pick_device, refresh_batch_norm
 from idrop.experiments.nets import all_cnn_widths
 from idrop.experiments.nets.torch import AllCNN32
 
 from . import lr_at
 
 
-class CifarRun:
+class CifarRun(TorchCheckpoint):
     """One (method, filter percentage, seed) run."""
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
@@ -79,12 +78,6 @@ class CifarRun:
             pred = self.model(self.x_test[idx].to(self.device)).argmax(1).cpu()
             wrong += int((pred != self.y_test[idx]).sum())
         return {"test_error": wrong / len(self.x_test)}
-
-    def save_state(self, path: Path) -> None:
-        save_torch_state(path, self.model, self.optimizer, None, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_torch_state(path, self.model, self.optimizer, None, self.rng)
 
 
 def train_all(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -15,16 +14,15 @@ from flax import nnx
 from idrop.backends.jax import InfoDropout
 from idrop.experiments import RunKey
 from idrop.experiments._jax_common import (
+    JaxCheckpoint,
     Modes,
     batches,
     create,
     ib_train_step,
     is_noisy,
-    load_jax_state,
     per_unit_kl,
     pick_device,
     refresh_batch_norm,
-    save_jax_state,
 )
 
 from ._evaluate import evaluate_maps
@@ -149,7 +147,7 @@ def _evaluate(modes: Modes, params, stats, rest, cfg, data, results, name: str, 
     return evaluate_maps(np.concatenate(preds), kls, energies, cfg, data, results, name)
 
 
-class ClutteredRun:
+class ClutteredRun(JaxCheckpoint):
     """One (beta, seed) run: the model's states and optimizer, one epoch at a time."""
 
     def __init__(self, key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any):
@@ -184,14 +182,6 @@ class ClutteredRun:
             self.device,
         )  # fmt: skip
         return {"beta": self.beta, **out}
-
-    def save_state(self, path: Path) -> None:
-        save_jax_state(path, (self.params, self.stats, self.opt_state), self.rng)
-
-    def load_state(self, path: Path) -> None:
-        with jax.default_device(self.device):
-            trees = (self.params, self.stats, self.opt_state)
-            self.params, self.stats, self.opt_state = load_jax_state(path, trees, self.rng)
 
 
 def make_run(key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any) -> ClutteredRun:

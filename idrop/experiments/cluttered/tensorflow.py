@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +17,11 @@ from idrop.backends.tensorflow import InfoDropout, kl_loss
 from idrop.experiments import RunKey
 from idrop.experiments._tensorflow_common import (
     BatchNorm,
+    KerasCheckpoint,
     batches,
     configure,
-    load_tf_state,
     per_unit_kl,
     refresh_batch_norm,
-    save_tf_state,
     use_jit,
 )
 
@@ -119,7 +117,7 @@ def _evaluate(model: ClutteredCNN, cfg: dict[str, Any], data: dict[str, np.ndarr
     return evaluate_maps(np.concatenate(preds), kls, energies, cfg, data, results, name)
 
 
-class ClutteredRun:
+class ClutteredRun(KerasCheckpoint):
     """One (beta, seed) run: the model, its Nesterov optimizer and schedule, one epoch at a time."""
 
     def __init__(self, key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any):
@@ -163,12 +161,6 @@ class ClutteredRun:
 
     def evaluate(self) -> dict[str, Any]:
         return {"beta": self.beta, **_evaluate(self.model, self.cfg, self.data, self.results, self.key.name)}
-
-    def save_state(self, path: Path) -> None:
-        save_tf_state(path, self.model, self.optimizer, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_tf_state(path, self.model, self.optimizer, self.rng)
 
 
 def make_run(key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any) -> ClutteredRun:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,12 +12,11 @@ from torch import nn
 from idrop.backends.torch import InfoDropout, kl_loss
 from idrop.experiments import RunKey
 from idrop.experiments._torch_common import (
+    TorchCheckpoint,
     batches,
-    load_torch_state,
     per_unit_kl,
     pick_device,
     refresh_batch_norm,
-    save_torch_state,
 )
 
 from ._evaluate import evaluate_maps
@@ -88,7 +86,7 @@ def _optimizer(model: nn.Module, cfg: dict[str, Any]) -> tuple[torch.optim.Optim
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["lr_drops"]), gamma=0.1)
 
 
-class ClutteredRun:
+class ClutteredRun(TorchCheckpoint):
     """One (beta, seed) run: the model, its optimizer and schedule, one epoch at a time."""
 
     def __init__(self, key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any):
@@ -124,12 +122,6 @@ class ClutteredRun:
             "beta": self.beta,
             **evaluate(self.model, self.cfg, self.data, self.results, self.key.name, self.device),
         }
-
-    def save_state(self, path: Path) -> None:
-        save_torch_state(path, self.model, self.optimizer, self.scheduler, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_torch_state(path, self.model, self.optimizer, self.scheduler, self.rng)
 
 
 @torch.no_grad()

@@ -6,7 +6,6 @@ The counterpart of :mod:`idrop.experiments.vae.torch` (same runs, metrics and ou
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -15,7 +14,7 @@ import optax
 from flax import nnx
 
 from idrop.experiments import ResultDir, RunKey, run_grid
-from idrop.experiments._jax_common import batches, create, load_jax_state, pick_device, save_jax_state
+from idrop.experiments._jax_common import JaxCheckpoint, batches, create, pick_device
 from idrop.experiments.nets.jax import VAE
 
 
@@ -56,8 +55,10 @@ def _eval_step(graphdef: Any, params: Any, rest: Any, x: jax.Array, key: jax.Arr
     return loss.sum(), kl.sum()
 
 
-class VaeRun:
+class VaeRun(JaxCheckpoint):
     """One (latent type, k, seed) run."""
+
+    state_names = ("params", "opt_state")
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
         self.cfg, self.key = cfg, key
@@ -101,13 +102,6 @@ class VaeRun:
         total, kl_total = np.asarray(jax.device_get(sums), dtype=np.float64).sum(0)
         m = len(self.x_test) * self.cfg["eval_samples"]
         return {"test_elbo": float(-total / m), "test_kl": float(kl_total / m)}
-
-    def save_state(self, path: Path) -> None:
-        save_jax_state(path, (self.params, self.opt_state), self.rng)
-
-    def load_state(self, path: Path) -> None:
-        with jax.default_device(self.device):
-            self.params, self.opt_state = load_jax_state(path, (self.params, self.opt_state), self.rng)
 
 
 def train_all(

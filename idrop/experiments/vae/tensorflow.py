@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from idrop.experiments import ResultDir, RunKey, run_grid
-from idrop.experiments._tensorflow_common import batches, configure, load_tf_state, save_tf_state, use_jit
+from idrop.experiments._tensorflow_common import KerasCheckpoint, batches, configure, use_jit
 from idrop.experiments.nets.tensorflow import VAE
 
 
@@ -26,7 +25,7 @@ def negative_elbo(model: VAE, x: Any) -> tuple[Any, Any]:
     return nll + kl, kl
 
 
-class VaeRun:
+class VaeRun(KerasCheckpoint):
     """One (latent type, k, seed) run."""
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
@@ -74,12 +73,6 @@ class VaeRun:
                 kl_total += float(kl)
         m = len(self.x_test) * self.cfg["eval_samples"]
         return {"test_elbo": -total / m, "test_kl": kl_total / m}
-
-    def save_state(self, path: Path) -> None:
-        save_tf_state(path, self.model, self.optimizer, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_tf_state(path, self.model, self.optimizer, self.rng)
 
 
 def train_all(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from idrop.experiments import ResultDir, RunKey, run_grid
-from idrop.experiments._torch_common import batches, load_torch_state, pick_device, save_torch_state
+from idrop.experiments._torch_common import TorchCheckpoint, batches, pick_device
 from idrop.experiments.nets.torch import VAE
 
 
@@ -21,7 +20,7 @@ def negative_elbo(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return nll + kl, kl
 
 
-class VaeRun:
+class VaeRun(TorchCheckpoint):
     """One (latent type, k, seed) run."""
 
     def __init__(self, key: RunKey, cfg: dict[str, Any], data: dict[str, np.ndarray]) -> None:
@@ -60,12 +59,6 @@ class VaeRun:
                 kl_total += float(kl.sum())
         m = len(self.x_test) * self.cfg["eval_samples"]
         return {"test_elbo": -total / m, "test_kl": kl_total / m}
-
-    def save_state(self, path: Path) -> None:
-        save_torch_state(path, self.model, self.optimizer, None, self.rng)
-
-    def load_state(self, path: Path) -> None:
-        load_torch_state(path, self.model, self.optimizer, None, self.rng)
 
 
 def train_all(
