@@ -148,9 +148,14 @@ def _noisy(f: Any, deterministic: Any, noise: Any) -> tuple[jax.Array, bool]:
     return jnp.asarray(f), deterministic
 
 
-def _baseline(law: str, f: jax.Array, raw: jax.Array, **params: Any) -> jax.Array:
-    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
+def _baseline(law: str, f: Any, deterministic: Any, noise: Any, draw: Any, **params: Any) -> jax.Array:
+    """The baselines' one path: check ``f``, ``noise`` and the mode, then apply the registered law to
+    ``noise`` (or to ``draw(shape, dtype)``) in float32 at least, returning ``f``'s dtype."""
+    f, deterministic = _noisy(f, deterministic, noise)
+    if deterministic or params.get("rate") == 0.0:
+        return f
     dtype = kl_dtype(f.dtype)
+    raw = draw(f.shape, dtype) if noise is None else noise
     out = _noise.NOISE_LAWS[law].apply(f.astype(dtype), jnp.asarray(raw, dtype=dtype), xp=xp, **params)
     return out.astype(f.dtype)
 
@@ -165,12 +170,8 @@ def binary_dropout(
 ) -> jax.Array:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    f, deterministic = _noisy(f, deterministic, noise)
-    if deterministic or rate == 0.0:
-        return f
-    if noise is None:
-        noise = draw_uniform(need_key(key), f.shape, kl_dtype(f.dtype))
-    return _baseline("binary", f, noise, rate=rate)
+    draw = lambda shape, dtype: draw_uniform(need_key(key), shape, dtype)  # noqa: E731
+    return _baseline("binary", f, deterministic, noise, draw, rate=rate)
 
 
 def gaussian_dropout(
@@ -183,12 +184,8 @@ def gaussian_dropout(
 ) -> jax.Array:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    f, deterministic = _noisy(f, deterministic, noise)
-    if deterministic or rate == 0.0:
-        return f
-    if noise is None:
-        noise = draw_normal(need_key(key), f.shape, kl_dtype(f.dtype))
-    return _baseline("gaussian", f, noise, rate=rate)
+    draw = lambda shape, dtype: draw_normal(need_key(key), shape, dtype)  # noqa: E731
+    return _baseline("gaussian", f, deterministic, noise, draw, rate=rate)
 
 
 def lognormal_dropout(
@@ -203,9 +200,5 @@ def lognormal_dropout(
     """Log-normal dropout with one fixed ``alpha`` in ``[0, 1]``: ``f * exp(alpha * eps)``."""
     alpha = check_alpha("alpha", alpha)
     mean_one = check_flag("mean_one", mean_one)
-    f, deterministic = _noisy(f, deterministic, noise)
-    if deterministic:
-        return f
-    if noise is None:
-        noise = draw_normal(need_key(key), f.shape, kl_dtype(f.dtype))
-    return _baseline("lognormal", f, noise, alpha=alpha, mean_one=mean_one)
+    draw = lambda shape, dtype: draw_normal(need_key(key), shape, dtype)  # noqa: E731
+    return _baseline("lognormal", f, deterministic, noise, draw, alpha=alpha, mean_one=mean_one)

@@ -145,9 +145,16 @@ def gaussian_kl(mu: Any, scale: Any) -> Any:
     return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
 
 
-def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
-    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
+def _baseline(law: str, f: Any, training: Any, noise: Any, draw: Any, **params: Any) -> Any:
+    """The baselines' one path: check ``f`` and the mode, then apply the registered law to ``noise``
+    (or to ``draw(f)``, the seeded TF draw) in float32 at least, returning ``f``'s dtype."""
+    training = check_flag("training", training)
+    f = tensor(f)
+    check_float("f", f)
+    if not training or params.get("rate") == 0.0:
+        return f
     cd = compute_dtype(f)
+    raw = draw(f) if noise is None else _noise_like(f, noise, cd)
     out = _noise.NOISE_LAWS[law].apply(tf.cast(f, cd), tensor(raw, cd), xp=xp, **params)
     return tf.cast(out, dtype_name(f))
 
@@ -155,25 +162,13 @@ def _baseline(law: str, f: Any, raw: Any, **params: Any) -> Any:
 def binary_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    training = check_flag("training", training)
-    f = tensor(f)
-    check_float("f", f)
-    if not training or rate == 0.0:
-        return f
-    u = draw_uniform(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
-    return _baseline("binary", f, u, rate=rate)
+    return _baseline("binary", f, training, noise, lambda t: draw_uniform(t, seed), rate=rate)
 
 
 def gaussian_dropout(f: Any, rate: float = 0.5, *, training: bool = True, noise: Any = None, seed: Any = None) -> Any:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    training = check_flag("training", training)
-    f = tensor(f)
-    check_float("f", f)
-    if not training or rate == 0.0:
-        return f
-    eps = draw_normal(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
-    return _baseline("gaussian", f, eps, rate=rate)
+    return _baseline("gaussian", f, training, noise, lambda t: draw_normal(t, seed), rate=rate)
 
 
 def lognormal_dropout(
@@ -182,10 +177,5 @@ def lognormal_dropout(
     """Log-normal dropout with one fixed ``alpha``: ``f * exp(alpha * eps)``."""
     alpha = check_alpha("alpha", alpha)
     mean_one = check_flag("mean_one", mean_one)
-    training = check_flag("training", training)
-    f = tensor(f)
-    check_float("f", f)
-    if not training:
-        return f
-    eps = draw_normal(f, seed) if noise is None else _noise_like(f, noise, compute_dtype(f))
-    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
+    draw = lambda t: draw_normal(t, seed)  # noqa: E731
+    return _baseline("lognormal", f, training, noise, draw, alpha=alpha, mean_one=mean_one)

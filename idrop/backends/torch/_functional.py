@@ -137,12 +137,24 @@ def gaussian_kl(mu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return kl_divergence(posterior, StandardNormalPrior(), xp=xp)
 
 
-def _baseline(law: str, f: torch.Tensor, raw: torch.Tensor, **params: Any) -> torch.Tensor:
-    """Apply a registered baseline law in float32 at least, returning ``f``'s dtype."""
-    out = _noise.NOISE_LAWS[law].apply(
-        f.to(compute_dtype(f)), raw.to(device=f.device, dtype=compute_dtype(f)), xp=xp, **params
-    )
+def _baseline(
+    law: str, f: torch.Tensor, training: Any, noise: torch.Tensor | None, draw: Any, **params: Any
+) -> torch.Tensor:
+    """The baselines' one path: check ``f``, ``noise`` and the mode, then apply the registered law
+    to ``noise`` (or to ``draw()``, torch's draw) in float32 at least, returning ``f``'s dtype."""
+    check_float("f", f)
+    check_noise(noise, f)
+    if not check_flag("training", training) or params.get("rate") == 0.0:
+        return f
+    raw = draw() if noise is None else noise
+    cd = compute_dtype(f)
+    out = _noise.NOISE_LAWS[law].apply(f.to(cd), raw.to(device=f.device, dtype=cd), xp=xp, **params)
     return out.to(f.dtype)
+
+
+def _uniform(f: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    kw = {} if generator is None else {"generator": generator}  # rand_like: symbolic shapes under compile
+    return torch.rand_like(f, dtype=compute_dtype(f), memory_format=torch.contiguous_format, **kw)
 
 
 def binary_dropout(
@@ -155,14 +167,7 @@ def binary_dropout(
 ) -> torch.Tensor:
     """Binary dropout; ``noise`` is the standard-uniform draw (keep where ``noise >= rate``)."""
     rate = check_probability("rate", rate)
-    check_float("f", f)
-    check_noise(noise, f)
-    if not check_flag("training", training) or rate == 0.0:
-        return f
-    if noise is None:
-        kw = {} if generator is None else {"generator": generator}  # rand_like: symbolic shapes under compile
-        noise = torch.rand_like(f, dtype=compute_dtype(f), memory_format=torch.contiguous_format, **kw)
-    return _baseline("binary", f, noise, rate=rate)
+    return _baseline("binary", f, training, noise, lambda: _uniform(f, generator), rate=rate)
 
 
 def gaussian_dropout(
@@ -175,12 +180,7 @@ def gaussian_dropout(
 ) -> torch.Tensor:
     """Gaussian dropout ``f * (1 + sqrt(rate/(1-rate)) * eps)``; ``noise`` is ``eps``."""
     rate = check_probability("rate", rate)
-    check_float("f", f)
-    check_noise(noise, f)
-    if not check_flag("training", training) or rate == 0.0:
-        return f
-    eps = draw_normal(f, generator) if noise is None else noise
-    return _baseline("gaussian", f, eps, rate=rate)
+    return _baseline("gaussian", f, training, noise, lambda: draw_normal(f, generator), rate=rate)
 
 
 def lognormal_dropout(
@@ -195,9 +195,5 @@ def lognormal_dropout(
     """Log-normal dropout with one fixed ``alpha`` in ``[0, 1]``: ``f * exp(alpha * eps)``."""
     alpha = check_alpha("alpha", alpha)
     mean_one = check_flag("mean_one", mean_one)
-    check_float("f", f)
-    check_noise(noise, f)
-    if not check_flag("training", training):
-        return f
-    eps = draw_normal(f, generator) if noise is None else noise
-    return _baseline("lognormal", f, eps, alpha=alpha, mean_one=mean_one)
+    draw = lambda: draw_normal(f, generator)  # noqa: E731
+    return _baseline("lognormal", f, training, noise, draw, alpha=alpha, mean_one=mean_one)
