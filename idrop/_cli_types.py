@@ -43,7 +43,6 @@ positive_float = _checked(float, lambda v: v > 0, "a finite number > 0", "positi
 nonnegative_float = _checked(float, lambda v: v >= 0, "a finite number >= 0", "nonnegative_float")
 # docs/design-notes.md section 1: max_alpha in (0, 1].
 max_alpha = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]", "max_alpha")
-fraction = _checked(float, lambda v: 0 < v < 1, "a fraction in (0, 1)", "fraction")
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -64,6 +63,8 @@ EXPERIMENT_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
     "--convs-per-block": positive_int,
     "--threads": positive_int,
     "--show": positive_int,
+    "--valid": positive_int,
+    "--top-width": positive_int,
     "--lr": positive_float,
     "--k": positive_float,
     "--scale": positive_float,
@@ -72,10 +73,9 @@ EXPERIMENT_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
     "--betas": nonnegative_float,
     "--weight-decay": nonnegative_float,
     "--max-alpha": max_alpha,
-    "--lr-drops": fraction,
+    "--lr-drops": positive_int,  # epochs after which the lr is divided by 10 (cifar10, cluttered)
     "--distractors": nonnegative_int,
     "--canvas": int_in(28),  # an MNIST digit (28 x 28) must fit on the canvas
-    "--heatmap-layer": int_in(1, 4),  # All-CNN-96 has four Information Dropout layers, one per block
 }
 
 

@@ -92,14 +92,6 @@ def check_alpha(name: str, value: Any) -> float:
     return v
 
 
-def check_positive(name: str, value: Any) -> float:
-    """Return a Python number that must be > 0 (the functional ``sigma``), or raise."""
-    v = _check_real(name, value)
-    if v <= 0:
-        raise invalid(name, "a float > 0", value)
-    return v
-
-
 #: Accepted range of a Python ``sigma`` (the log-normal prior's scale): outside it ``1 / sigma**2``
 #: or ``sigma**2`` leaves float32's range and the KL is inf or NaN.
 PRIOR_SCALE_RANGE = (1e-6, 1e6)

@@ -115,7 +115,7 @@ def test_prior_parameters_are_one_value_per_layer():
         assert J.info_dropout(KEY, F, F, **kw, **{name: np.float64(1.5)})[0].shape == (4, 3)
     for sigma in (0.0, -1.0):
         with pytest.raises(ValueError) as info:
-            S.check_positive("sigma", sigma)
+            S.check_prior_scale("sigma", sigma)
         _raises(ValueError, info.value, lambda s=sigma: J.info_dropout(KEY, F, F, **kw, sigma=s))
     # A (1,)-shaped mu gets a (1,)-shaped gradient; a traced sigma is not checked for its value.
     g = jax.grad(lambda mu: jnp.sum(J.info_dropout(KEY, F, F, **kw, mu=mu)[1]))(jnp.zeros(1))

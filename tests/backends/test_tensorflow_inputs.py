@@ -96,7 +96,8 @@ def test_prior_parameters_are_one_positive_scalar():
     kw = {"prior": "log-normal", "noise": tf.zeros((2, 3))}
     for sigma in (0.0, -1.0, np.float64(0.0)):
         _same(
-            lambda s=sigma: info_dropout(f, f, sigma=s, **kw), _error(lambda s=sigma: spec.check_positive("sigma", s))
+            lambda s=sigma: info_dropout(f, f, sigma=s, **kw),
+            _error(lambda s=sigma: spec.check_prior_scale("sigma", s)),
         )
     for name in ("mu", "sigma"):
         bad = {name: tf.ones((3,))}  # per-unit: would silently broadcast

@@ -93,10 +93,10 @@ def test_functional_prior_parameters_are_scalars(name):
     torch.testing.assert_close(kl, kl0)
 
 
-@pytest.mark.parametrize("sigma", [0.0, -1.0, float("inf")])
+@pytest.mark.parametrize("sigma", [0.0, -1.0, float("inf"), 1e-300, 1e7])
 def test_functional_sigma_number_is_positive(sigma):
     f, a = torch.rand(2, 3), torch.randn(2, 3)
-    _raises_as(_error(spec.check_positive, "sigma", sigma), info_dropout, f, a, prior="log-normal", sigma=sigma)
+    _raises_as(_error(spec.check_prior_scale, "sigma", sigma), info_dropout, f, a, prior="log-normal", sigma=sigma)
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
