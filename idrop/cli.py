@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``idrop`` script and ``python -m idrop``; returns the exit status."""
+    from .experiments import _command
+
+    _command.ARGV = list(sys.argv[1:] if argv is None else argv)  # what config.json records as the command
     args = build_parser().parse_args(argv)
     if getattr(args, "_unavailable", None):
         return _error(args._unavailable)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import shlex
 import sys
 
+#: The arguments :func:`idrop.cli.main` was called with (``None``: take ``sys.argv``), so a run
+#: started in-process (tests, notebooks) records its own command, not its host's.
+ARGV: list[str] | None = None
+
 
 def command_line(argv: list[str] | None = None) -> str:
     """``idrop <arguments>`` as typed, without ``--resume`` (and the hidden ``--stop-after-epochs``), so a
@@ -13,7 +17,9 @@ def command_line(argv: list[str] | None = None) -> str:
     The program name is written ``idrop`` whichever way it was started (the ``idrop`` script or
     ``python -m idrop``): both parse the same arguments.
     """
-    args, out = list(sys.argv[1:] if argv is None else argv), []
+    if argv is None:
+        argv = ARGV if ARGV is not None else sys.argv[1:]
+    args, out = list(argv), []
     skip = False
     for a in args:
         if skip:

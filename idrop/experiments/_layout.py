@@ -114,7 +114,9 @@ class ResultDir:
                 old = read_json(self.config)
             except (OSError, UnicodeDecodeError, ValueError) as err:
                 old = {"<unreadable>": str(err)}
-            if old == new:
+            # The command line is provenance, not a setting: a resumed run may be typed differently
+            # (option order, --no-progress) and keeps the first run's record.
+            if _settings(old) == _settings(new):
                 return self.config
             if self._runs_recorded():
                 if "<unreadable>" in old:
@@ -122,7 +124,8 @@ class ResultDir:
                         f"{self.config} cannot be read as JSON ({old['<unreadable>']}) but {self.state} "
                         "records runs; restore it, or use another --out."
                     )
-                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                was, now = _settings(old), _settings(new)
+                changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
                 raise ResultFolderError(
                     f"{self.config} holds a different configuration (keys {changed} differ). "
                     "Resume with the same settings, or pick another output folder."
@@ -136,3 +139,12 @@ class ResultDir:
         """Whether ``state.json`` records a finished run or a completed epoch."""
         registry = RunRegistry(self.state)
         return bool(registry.finished or registry.in_progress)
+
+
+#: Keys of ``config.json`` that record how a run was started rather than what it computes.
+PROVENANCE_KEYS = ("command",)
+
+
+def _settings(config: dict) -> dict:
+    """``config`` without its provenance keys: what must match for a run to be resumed."""
+    return {k: v for k, v in config.items() if k not in PROVENANCE_KEYS}

@@ -87,8 +87,14 @@ def test_unbatched_input_gives_a_0d_kl_counted_as_one_sample():
 def test_evaluation_records_nothing_without_eval_kl_and_replaces_with_it():
     layer = _layer()
     layer(X)
+    layer(X, deterministic=True)  # evaluation without eval_kl: nothing recorded, the records dropped
+    assert layer.kl.get_value() is None and float(J.kl_loss(layer, 1)) == 0.0
+
+    # Under a plain jax transform a Flax module may not mutate: the evaluation call still runs
+    # (as nnx.Dropout does) and leaves the records, the one documented exception to rule 4.
+    layer(X)
     kl = layer.kl[...]
-    layer(X, deterministic=True)  # evaluation without eval_kl: nothing recorded, nothing cleared
+    np.testing.assert_array_equal(jax.jit(lambda x: layer(x, deterministic=True))(X), jax.nn.relu(layer.layer(X)))
     np.testing.assert_allclose(J.kl_loss(layer, 1), jnp.mean(kl), rtol=1e-6)
 
     evaluating = _layer(eval_kl=True, deterministic=True)

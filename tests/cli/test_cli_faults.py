@@ -74,6 +74,8 @@ def argv(data_dir: Path | str, out: Path, *extra: str) -> list[str]:
         "1",
         "--limit-train",
         "200",
+        "--beta",
+        "1",
         "--methods",
         "information",
         "--no-progress",
@@ -205,7 +207,7 @@ def test_cifar_subsets_take_every_class(tmp_path: Path) -> None:
 
 
 def _nan_from(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    from idrop.experiments import _mnist_torch
+    from idrop.experiments.mnist import torch as _mnist_torch
 
     real = _mnist_torch.TorchRun.train_epoch
 
@@ -224,7 +226,8 @@ def test_nan_loss_stops_with_the_run_and_epoch(
     assert_user_error(
         status,
         err,
-        "mnist on torch: run information_w8_s0 (method information, width 8, seed 0) diverged in epoch 2: loss=nan",
+        "mnist on torch: run information-b1_w8_s0 (method information-b1, width 8, seed 0) "
+        "diverged in epoch 2: loss=nan",
         "last checkpoint (epoch 1) is kept",
         "Lower --lr",
         code=1,
@@ -332,7 +335,7 @@ def test_official_test_file_failing_its_checksum(
         ("{bad", "cannot be read as JSON"),
         ("[]", "holds a list, not a registry object"),
         ('{"version": 7}', "has registry version 7"),
-        ('{"version": 1, "in_progress": {"information_w8_s0": {"method": "information"}}}', "no valid epoch"),
+        ('{"version": 1, "in_progress": {"information-b1_w8_s0": {"method": "information"}}}', "no valid epoch"),
     ],
 )
 def test_damaged_state_on_resume(
@@ -354,7 +357,7 @@ def test_damaged_config_with_recorded_runs(data_dir: Path, tmp_path: Path, capsy
 def test_corrupt_checkpoint_on_resume(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(argv(data_dir, tmp_path, "--epochs", "2", "--stop-after-epochs", "1"))
-    checkpoint = tmp_path / "mnist" / "torch" / "checkpoints" / "information_w8_s0" / "epoch_0001"
+    checkpoint = tmp_path / "mnist" / "torch" / "checkpoints" / "information-b1_w8_s0" / "epoch_0001"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated
     capsys.readouterr()
     status, err = run_cli(argv(data_dir, tmp_path, "--epochs", "2", "--resume"), capsys)
@@ -370,7 +373,7 @@ def test_rerun_and_changed_settings(data_dir: Path, tmp_path: Path, capsys: pyte
     assert not (tmp_path / "mnist" / "torch" / ".lock").exists()  # released with the run
     status, err = run_cli(argv(data_dir, tmp_path), capsys)
     assert_user_error(status, err, "already holds runs; pass --resume")
-    status, err = run_cli(argv(data_dir, tmp_path, "--resume", "--lr", "0.01"), capsys)
+    status, err = run_cli(argv(data_dir, tmp_path, "--resume", "--lr", "0.02"), capsys)  # the default is 0.01
     assert_user_error(status, err, "holds a different configuration", "learning_rate")
 
 
@@ -392,7 +395,7 @@ def test_unknown_experiment_and_non_numbers(capsys: pytest.CaptureFixture[str]) 
 def test_ctrl_c_then_resume(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from idrop.experiments import _mnist_torch
+    from idrop.experiments.mnist import torch as _mnist_torch
 
     real = _mnist_torch.TorchRun.train_epoch
 
@@ -417,7 +420,7 @@ FIRST_RUN = textwrap.dedent(
     from pathlib import Path
     from idrop import cli
     from idrop.data import mnist
-    from idrop.experiments import _mnist_torch
+    from idrop.experiments.mnist import torch as _mnist_torch
     import dataclasses
 
     fake = lambda r: dataclasses.replace(r, urls=(), md5=None, content_md5=None)
@@ -498,3 +501,19 @@ def test_download_full_mnist(
     os.remove(cache / "mnist" / "t10k-labels-idx1-ubyte.gz")
     status, err = run_cli(argv(cache, tmp_path / "out3", "--download"), capsys)
     assert_user_error(status, err, "t10k-labels-idx1-ubyte.gz", "download failed")
+
+
+def test_resume_typed_differently_keeps_the_first_command(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config.json's ``command`` is provenance: a resume typed in another order is the same run."""
+    first = argv(data_dir, tmp_path)
+    status, err = run_cli(first, capsys)
+    assert status == 0, err
+    config = tmp_path / "mnist" / "torch" / "config.json"
+    recorded = json.loads(config.read_text())["command"]
+    assert recorded.startswith("idrop reproduce mnist --backend torch") and "--resume" not in recorded
+    reordered = [*first[:2], *first[-1:], *first[2:-1], "--resume"]  # --no-progress first, then the rest
+    status, err = run_cli(reordered, capsys)
+    assert status == 0, err
+    assert json.loads(config.read_text())["command"] == recorded

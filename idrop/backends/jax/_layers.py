@@ -37,7 +37,7 @@ from idrop.core.spec import (
 from . import _maps
 from ._functional import binary_dropout, check_noise, gaussian_dropout, lognormal_dropout
 from ._kernel import info_dropout_kernel
-from ._losses import KLTerm, record
+from ._losses import KLTerm, drop, record
 from ._namespace import call_key, check_layer_input, own_stream, xp
 
 _MODE_HELP = (
@@ -180,10 +180,11 @@ class InfoDropout(_NoisyMap):
     ) -> jax.Array:
         """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
         deterministic = self._mode(deterministic)
-        if deterministic and not self.eval_kl:  # the plain map; nothing recorded, nothing mutated
+        if deterministic and not self.eval_kl:  # the plain map; nothing recorded
             f = self.activation_of(x)
             if noise is not None:
                 check_noise(noise, f.shape)
+            drop(self)
             return f
         check_layer_input(x, _maps.compute_dtype(self.layer))
         h, alpha_logits = _maps.apply_both(self.layer, self.norm, self.alpha_layer, x)

@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import errors as flax_errors
 from flax import nnx
 
 from idrop.core.loss import batch_mean
@@ -59,6 +60,20 @@ def record(layer: nnx.Module, kl: jax.Array, *, replace: bool) -> None:
     pending = layer.kl_pending.get_value()
     layer.kl_pending.set_value(mean if replace or pending is None else pending + mean)
     layer.kl.set_value(kl)
+
+
+def drop(layer: nnx.Module) -> None:
+    """An evaluation call without ``eval_kl`` records nothing and drops the records (design notes,
+    section 3, rule 4) where Flax lets the call mutate the module. Under a plain ``jax.jit``/``grad``/
+    ``vmap``, where a Flax module may not mutate (``flax.errors.TraceContextError``), an evaluation call
+    leaves them, so that the layer runs there at all, as ``nnx.Dropout`` does."""
+    if layer.kl_pending.get_value() is None and layer.kl.get_value() is None:
+        return  # nothing to drop: no mutation, also under any transform
+    try:
+        layer.kl_pending.set_value(None)
+        layer.kl.set_value(None)
+    except flax_errors.TraceContextError:
+        pass
 
 
 def _collect(model: nnx.Module) -> list[jax.Array]:
