@@ -30,8 +30,8 @@ from ._io import read_jsonl as read_jsonl
 from ._layout import ResultDir as ResultDir
 from ._progress import EpochProgress as EpochProgress
 from ._progress import format_metrics as format_metrics
-from ._registry import RunKey as RunKey
-from ._registry import RunRegistry as RunRegistry
+from ._run_state import RunKey as RunKey
+from ._run_state import RunRegistry as RunRegistry
 from ._runner import Run as Run
 from ._runner import read_metrics as read_metrics
 from ._runner import run_grid as run_grid

@@ -17,7 +17,7 @@ from idrop.backends import BACKENDS as SUPPORTED_BACKENDS
 
 from . import _lock
 from ._errors import ExperimentError, ResultFolderError
-from ._registry import RunRegistry
+from ._run_state import RunRegistry
 
 
 def seeds_of(args: argparse.Namespace, default: Sequence[int] = (0,)) -> list[int]:

@@ -25,7 +25,7 @@ from typing import Any
 from . import _lock
 from ._errors import ResultFolderError
 from ._io import _jsonable, atomic_write_json, read_json
-from ._registry import RunRegistry
+from ._run_state import RunRegistry
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -32,7 +32,7 @@ from ._errors import ResultFolderError, RunDiverged
 from ._io import append_jsonl, fsync_dir, fsync_tree, read_jsonl
 from ._layout import ResultDir
 from ._progress import EpochProgress, format_metrics
-from ._registry import RunKey, RunRegistry
+from ._run_state import RunKey, RunRegistry
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._io import atomic_write_json, atomic_write_text
 from ._layout import ResultDir
-from ._registry import RunRegistry
+from ._run_state import RunRegistry
 
 FIELDS = ("method", "width", "n", "mean", "std")
 

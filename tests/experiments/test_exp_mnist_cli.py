@@ -156,7 +156,7 @@ def test_lr_schedule_reaches_the_optimizer(backend: str) -> None:
     if importlib.util.find_spec(_MODULE[backend]) is None:
         pytest.skip(f"{backend} is not installed")
     from idrop.experiments import mnist
-    from idrop.experiments._registry import RunKey
+    from idrop.experiments._run_state import RunKey
 
     rng = np.random.default_rng(0)
     x, y = rng.random((20, 784)).astype(np.float32), rng.integers(0, 10, 20).astype(np.int64)

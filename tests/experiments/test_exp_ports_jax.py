@@ -25,7 +25,7 @@ def parse(module: ModuleType, argv: list[str]) -> argparse.Namespace:
 
 def test_vae_tiny_end_to_end_and_checkpoint(tmp_path: Path) -> None:
     from idrop.experiments import vae
-    from idrop.experiments._registry import RunKey
+    from idrop.experiments._run_state import RunKey
     from idrop.experiments.vae import jax as _vae_jax
 
     rng = np.random.default_rng(0)

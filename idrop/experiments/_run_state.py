@@ -1,4 +1,4 @@
-"""The run registry: which (method, width, seed) runs are done, and where to resume.
+"""The run state (`state.json`): which (method, width, seed) runs are done, and where to resume.
 
 ``state.json`` is rewritten atomically after every change, so a process killed at
 any instant leaves either the previous state or the next one. Its content::
