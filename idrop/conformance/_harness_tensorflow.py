@@ -33,7 +33,7 @@ class TensorFlowHarness:
     module = backend
     dtypes = DTYPES
     channels_last = True
-    batchless_maps = False  # Keras Dense/Conv have InputSpec(min_ndim=...)
+    batchless_maps = True  # Keras 3 Dense takes a 1-D input (min_ndim=1 once built on it)
     functional_flag = "training"
     layer_flag = ("training", True)  # Keras: training=None means "not training"
 
