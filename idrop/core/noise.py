@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 
 from ._xp import Array, Namespace
-from .spec import check_nonnegative, check_probability
+from .spec import check_alpha, check_probability
 
 
 def lognormal_multiplier(alpha: Array, eps: Array, *, mean_one: bool, xp: Namespace) -> Array:
@@ -44,7 +44,7 @@ def lognormal_noise(f: Array, alpha: Array, eps: Array, *, mean_one: bool = Fals
 
 def constant_lognormal_noise(f: Array, eps: Array, *, alpha: float, mean_one: bool = False, xp: Namespace) -> Array:
     """Log-normal dropout with one fixed ``alpha`` for every unit (no alpha branch)."""
-    alpha = check_nonnegative("alpha", alpha)
+    alpha = check_alpha("alpha", alpha)  # [0, 1], the bound the adapters apply (design notes, "Bounds")
     return lognormal_noise(f, alpha, eps, mean_one=mean_one, xp=xp)
 
 

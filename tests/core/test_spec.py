@@ -66,3 +66,20 @@ def test_kl_outside_its_trace_names_the_fix():
     err = kl_outside_its_trace("a tf.function")
     assert isinstance(err, RuntimeError) and "inside a tf.function" in str(err)
     assert "Collect it in the same function as the forward pass" in str(err)
+
+
+def test_constant_lognormal_noise_has_the_adapters_alpha_bound():
+    """The reference refuses the fixed ``alpha`` every backend refuses (design notes, "Bounds")."""
+    import numpy as np
+
+    from idrop.core import constant_lognormal_noise
+    from idrop.core.spec import check_alpha
+
+    f = np.ones(3)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError) as got:
+            constant_lognormal_noise(f, np.zeros(3), alpha=bad, xp=np)
+        with pytest.raises(ValueError) as want:
+            check_alpha("alpha", bad)
+        assert str(got.value) == str(want.value)
+    np.testing.assert_array_equal(constant_lognormal_noise(f, np.zeros(3), alpha=1.0, xp=np), f)
