@@ -61,31 +61,6 @@ def box_on_grid(boxes: np.ndarray, canvas: int, size: int) -> np.ndarray:
     return np.clip(out, 0, size)
 
 
-def kl_share_in_box(kl_maps: np.ndarray, boxes: np.ndarray, canvas: int) -> tuple[float, float]:
-    """Mean share of the KL mass inside each image's box, and the mean share of the map it covers.
-
-    Args:
-        kl_maps: ``[n, h, w]`` non-negative KL per position (summed over channels), ``h == w``.
-        boxes: ``[n, 4]`` canvas boxes ``(y0, x0, y1, x1)``, end-exclusive.
-        canvas: The canvas side the boxes refer to.
-
-    Returns:
-        ``(kl_share, box_share)``: averages over images of (KL inside box / total KL) and of
-        (box cells / all cells), both measured on the map's own grid so they compare.
-    """
-    kl = np.asarray(kl_maps, dtype=np.float64)
-    _, h, w = kl.shape
-    if h != w:
-        raise ValueError(f"kl_maps must be square; received shape {kl.shape}")
-    grid = box_on_grid(boxes, canvas, h)
-    inside = np.zeros_like(kl, dtype=bool)
-    for i, (y0, x0, y1, x1) in enumerate(grid):
-        inside[i, y0:y1, x0:x1] = True
-    total = kl.sum(axis=(1, 2))
-    share = np.where(total > 0, (kl * inside).sum(axis=(1, 2)) / np.maximum(total, 1e-300), 0.0)
-    return float(share.mean()), float(inside.mean(axis=(1, 2)).mean())
-
-
 def prepare(results: Any, config: dict[str, Any], resume: bool) -> None:
     """Take the folder's lock and write ``config.json``.
 
