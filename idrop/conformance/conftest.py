@@ -44,12 +44,13 @@ def _param(backend: Backend) -> object:
 def harness(request: pytest.FixtureRequest) -> object:
     """The harness of one backend; a missing backend skips by name, or fails if required."""
     backend: Backend = request.param
+    name = _backends.label(backend)
     try:
         return _backends.load(backend)
     except ImportError as err:
-        if backend.value in _backends.required():
-            pytest.fail(f"backend {backend.value!r} is required (IDROP_REQUIRE_BACKENDS) but missing: {err}")
-        pytest.skip(f"backend {backend.value!r} is not installed ({err})")
+        if _backends.is_required(backend):
+            pytest.fail(f"backend {name!r} is required (IDROP_REQUIRE_BACKENDS) but missing: {err}")
+        pytest.skip(f"backend {name!r} is not installed ({err})")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -57,7 +58,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = []
     for backend in _backends.selected():
-        dist = _backends.FRAMEWORK_MODULE[backend]
+        dist = _backends.keras_backend() if backend is Backend.KERAS else _backends.FRAMEWORK_MODULE[backend]
         try:
             version = md.version(dist)
         except md.PackageNotFoundError:
@@ -65,6 +66,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                 version = md.version(dist + "-cpu")
             except md.PackageNotFoundError:
                 version = "not installed"
-        lines.append(f"idrop conformance: {backend.value} {version}")
+        lines.append(f"idrop conformance: {_backends.label(backend)} {version}")
     lines.append(f"idrop conformance: hypothesis profile {settings.get_current_profile_name()}")
     return lines

@@ -1,10 +1,11 @@
 """TensorFlow / Keras 3 adapter: ``info_dropout`` (functional) and ``InfoDropout`` (a ``keras.Layer``).
 
-It needs Keras 3 on its TensorFlow backend (``KERAS_BACKEND=tensorflow``, Keras's default).
-The modules: ``_namespace`` (the ``xp`` shim the core runs on, dtype helpers, seeds and
-noise draws), ``_functional`` (the functional ops), ``_kernel`` (the fused custom-gradient
-training kernel), ``_maps`` (calling the wrapped map and the alpha map), ``_layers`` (the
-layers) and ``_losses`` (``kl_loss``, ``ib_loss``).
+It needs Keras 3 on its TensorFlow backend (``KERAS_BACKEND=tensorflow``, Keras's default). Its
+layers and functional ops are :mod:`idrop.backends.keras`'s (the same classes), which on this
+backend run this adapter's TensorFlow parts: ``_namespace`` (the ``xp`` shim the core runs on,
+dtype helpers, seeds and Philox draws), ``_kernel`` (the fused ``tf.custom_gradient`` training
+kernel) and ``_losses`` (KL bookkeeping of traced graphs, ``kl_loss``, ``ib_loss``);
+``_functional``, ``_maps`` and ``_layers`` re-export the Keras adapter's modules.
 
 Example:
     >>> import numpy as np
@@ -33,7 +34,8 @@ if keras.backend.backend() != "tensorflow":  # tested in a subprocess (tests/bac
         "idrop.backends.tensorflow requires Keras 3 on its TensorFlow backend, but Keras runs on "
         f"{keras.backend.backend()!r} (from the KERAS_BACKEND environment variable or ~/.keras/keras.json). "
         "Set KERAS_BACKEND=tensorflow before Python imports keras, e.g. `KERAS_BACKEND=tensorflow python train.py`. "
-        "For JAX use idrop.backends.jax, for PyTorch idrop.backends.torch."
+        "For Keras on JAX or PyTorch use idrop.backends.keras (the same layers on every Keras backend); "
+        "for Flax NNX use idrop.backends.jax, for plain PyTorch idrop.backends.torch."
     )
 
 from ._functional import alpha_from_logits as alpha_from_logits

@@ -1,0 +1,173 @@
+"""Conformance harness for :mod:`idrop.backends.keras` on the active Keras backend: conversions only.
+
+Keras fixes its backend at import, so this harness checks the Keras layer on the backend this
+process runs (reported as ``keras[<backend>]``); ``python -m idrop.conformance`` and CI run the
+suite once per Keras backend, each in its own process (:mod:`idrop.conformance._keras_runs`).
+Maps, layers and parameters are built as in the TensorFlow harness (channels-last, a padded
+convolution is ``Sequential([ZeroPadding2D, Conv2D])``); conversions and gradients use the
+backend's own tools: ``tf.GradientTape``, ``torch.autograd.grad``, or ``jax.grad`` of the layer
+called under a ``keras.StatelessScope`` that maps its variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import ml_dtypes
+import numpy as np
+from keras import ops
+
+from idrop.backends import keras as backend
+from idrop.conformance._harness import DTYPES, Map
+
+BACKEND = keras.backend.backend()
+
+
+def _framework() -> str:
+    import importlib
+
+    fw = importlib.import_module(BACKEND)
+    return f"keras {keras.__version__} on {BACKEND} {fw.__version__}"
+
+
+def _map(layer: keras.Layer) -> keras.Layer:
+    """The Dense/Conv2D inside ``layer`` (itself, or the last layer of a Sequential)."""
+    return layer.layers[-1] if isinstance(layer, keras.Sequential) else layer
+
+
+def _tensorflow() -> Any:
+    """The TensorFlow harness, whose conversions and tape this one uses on the TensorFlow backend."""
+    from idrop.conformance._harness_tensorflow import HARNESS
+
+    return HARNESS
+
+
+class KerasHarness:
+    name = "keras"
+    label = f"keras[{BACKEND}]"  #: the name in the report
+    framework = _framework()
+    module = backend
+    dtypes = DTYPES
+    channels_last = True
+    batchless_maps = True  # Keras 3 Dense takes a 1-D input
+    functional_flag = "training"
+    layer_flag = ("training", True)  # Keras: training=None means "not training"
+
+    def dtype_name(self, t: Any) -> str:
+        return keras.backend.standardize_dtype(t.dtype)
+
+    def make_map(self, spec: Map, dtype: str) -> keras.Layer:
+        if spec.kind in ("linear", "linear_relu"):
+            return keras.layers.Dense(
+                spec.n_out, activation="relu" if spec.kind == "linear_relu" else None, dtype=dtype
+            )
+        if spec.kind == "batch_norm":
+            return keras.layers.BatchNormalization(dtype=dtype)
+        if spec.kind != "conv2d":
+            raise KeyError(spec.kind)
+        conv = keras.layers.Conv2D(spec.n_out, spec.kernel, strides=spec.stride, padding="valid", dtype=dtype)
+        if spec.padding == 0:
+            return conv
+        return keras.Sequential([keras.layers.ZeroPadding2D(spec.padding, dtype=dtype), conv])
+
+    def build_layer(self, cls: str, layer: Any, *, dtype: str, input_shape: Any = None, **options: Any) -> Any:
+        if isinstance(layer, Map):
+            if cls == "InfoDropout" and layer.kind == "conv2d" and layer.padding and "alpha_layer" not in options:
+                options["alpha_layer"] = self.make_map(layer, dtype)  # a Sequential has no default twin
+            layer = self.make_map(layer, dtype)
+        options = {k: self.make_map(v, dtype) if isinstance(v, Map) else v for k, v in options.items()}
+        module = getattr(backend, cls)(layer, dtype=dtype, **options)
+        if input_shape is not None:
+            module.build(input_shape)
+        return module
+
+    def parameters(self, layer: Any) -> dict[str, Any]:
+        params = {"weight": _map(layer.layer).kernel, "bias": _map(layer.layer).bias}
+        if getattr(layer, "alpha_layer", None) is not None:
+            params |= {"alpha_weight": _map(layer.alpha_layer).kernel, "alpha_bias": _map(layer.alpha_layer).bias}
+        if getattr(layer, "mu", None) is not None:
+            params |= {"mu": layer.mu, "log_sigma": layer.log_sigma}
+        return params
+
+    def assign(self, variable: Any, value: np.ndarray) -> None:
+        variable.assign(self.asarray(value, self.dtype_name(variable)))
+
+    def call(self, layer: Any, x: Any, *, training: Any, noise: Any = None) -> Any:
+        return layer(x, training=training, noise=noise)
+
+    def kl(self, layer: Any) -> Any:
+        return layer.kl
+
+    def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
+        if seed is not None:
+            kwargs["seed"] = keras.random.SeedGenerator(seed)
+        return getattr(backend, op)(*args, training=training, **kwargs)
+
+    def asarray(self, a: Any, dtype: str) -> Any:
+        if BACKEND == "tensorflow":
+            return _tensorflow().asarray(a, dtype)
+        a = np.asarray(a)
+        if dtype in ("float16", "bfloat16"):
+            # Round in NumPy (exact, subnormals kept), then cast the exactly representable float32 values.
+            rounded = a.astype(np.float64).astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+            return ops.cast(ops.convert_to_tensor(rounded.astype(np.float32)), dtype)
+        if dtype in DTYPES:
+            return ops.convert_to_tensor(a.astype(np.float64).astype(dtype))
+        return ops.convert_to_tensor(a.astype(dtype))
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        if BACKEND == "tensorflow":
+            return _tensorflow().to_numpy(t)
+        return np.asarray(ops.convert_to_numpy(ops.cast(t, "float64")), dtype=np.float64)
+
+    def differentiating(self) -> Any:
+        if BACKEND == "tensorflow":
+            return _tensorflow().differentiating()
+        if BACKEND == "torch":
+            import torch
+
+            return torch.enable_grad()
+        return contextlib.nullcontext()  # JAX: every training call may be traced for a gradient
+
+    def _loss(self, outs: Any, cotangents: Any) -> Any:
+        terms = [
+            ops.sum(ops.cast(o, "float64") * ops.cast(self.asarray(c, self.dtype_name(o)), "float64"))
+            for o, c in zip(outs, cotangents)
+            if o is not None and c is not None
+        ]
+        return sum(terms[1:], terms[0])
+
+    def vjp(self, fn, inputs, cotangents, layer=None):
+        if BACKEND == "tensorflow":
+            return _tensorflow().vjp(fn, inputs, cotangents, layer)
+        params = self.parameters(layer) if layer is not None else {}
+        if BACKEND == "torch":
+            import torch
+
+            leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+            with torch.enable_grad():
+                loss = self._loss(fn(layer, **leaves), cotangents)
+            wrt = [*leaves.values(), *(v.value for v in params.values())]
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            named = [np.zeros(tuple(t.shape)) if g is None else self.to_numpy(g) for t, g in zip(wrt, grads)]
+            return dict(zip(leaves, named[: len(leaves)])), dict(zip(params, named[len(leaves) :]))
+        import jax
+
+        variables = list(params.values())
+
+        def loss_of(xs: dict, values: list) -> Any:
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return self._loss(fn(layer, **xs), cotangents)
+
+        g_in, g_par = jax.grad(loss_of, argnums=(0, 1))(dict(inputs), [v.value for v in variables])
+        return {k: self.to_numpy(v) for k, v in g_in.items()}, {
+            k: self.to_numpy(g) for k, g in zip(params, g_par)
+        }
+
+
+HARNESS = KerasHarness()
