@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks._report import _loadavg, base_versions, machine, markdown
 from benchmarks._settings import Settings
-from idrop.backends import BACKENDS
+from idrop.backends import BACKENDS, keras_label
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 # --tiny proves the code runs: XLA's slow optimisation passes are not worth their compile time there.
@@ -62,16 +62,28 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return s
 
 
+#: The Keras backends the ``keras`` rows run on, one worker each (Keras fixes its backend at import);
+#: on TensorFlow the Keras layers are the ``tensorflow`` rows' classes, measured there.
+KERAS_RUNS = ("jax", "torch")
+
+
+def _workers(backend: str) -> list[str]:
+    """The worker names of a ``--backend``: itself, or ``keras[jax]`` and ``keras[torch]`` for ``keras``."""
+    return [keras_label(b) for b in KERAS_RUNS] if backend == "keras" else [backend]
+
+
 def _installed(backend: str) -> bool:
-    deps = {"torch": ["torch"], "tensorflow": ["tensorflow", "keras"], "jax": ["jax", "flax", "optax"]}[backend]
-    return all(importlib.util.find_spec(d) is not None for d in deps)
+    deps = {"torch": ["torch"], "tensorflow": ["tensorflow", "keras"], "jax": ["jax", "flax", "optax"]}
+    deps |= {keras_label(b): ["keras", b] for b in KERAS_RUNS}
+    return all(importlib.util.find_spec(d) is not None for d in deps[backend])
 
 
 def run_backend(backend: str, s: Settings, tmp: Path) -> dict[str, Any]:
     """Run one backend in a subprocess; return its result or ``{"error": ...}``."""
     settings_path, out_path = tmp / f"{backend}_settings.json", tmp / f"{backend}.json"
     settings_path.write_text(json.dumps(s.as_dict()))
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    keras_backend = backend[len("keras[") : -1] if backend.startswith("keras[") else "tensorflow"
+    env = {**os.environ, "KERAS_BACKEND": keras_backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     xla_flags = [env.get("XLA_FLAGS", "")] + ([TINY_XLA_FLAGS] if s.tiny else [])
     if s.threads:  # before the framework starts its thread pools (set again through each framework's API)
         env.update(OMP_NUM_THREADS=str(s.threads), MKL_NUM_THREADS=str(s.threads))
@@ -94,7 +106,7 @@ def run_backend(backend: str, s: Settings, tmp: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     s = settings_from(args)
-    backends = list(BACKENDS) if args.backend == "all" else [args.backend]
+    backends = [w for b in (BACKENDS if args.backend == "all" else [args.backend]) for w in _workers(b)]
     result: dict[str, Any] = {
         "command": shlex.join(
             [Path(sys.executable).name, "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]

@@ -99,6 +99,7 @@ def _where(r: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     rows = [r for r in result["rows"] if "skipped" not in r]
     by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("layer_train", "layer_eval", "memory", "throughput")}
+    by_kind["keras_train"] = [r for r in rows if r["kind"] == "keras_train"]
     m = result["machine"]
     t, g = TARGETS, GPU_TARGETS
     out = [
@@ -191,6 +192,21 @@ def markdown(result: dict[str, Any]) -> str:
             for r in by_kind["throughput"]
         ],
     )
+    if by_kind["keras_train"]:
+        out += ["", "## Keras training step on the JAX and torch Keras backends (`idrop.backends.keras`)", ""]
+        out += [
+            "`model.train_on_batch` (forward, loss with the KL via `add_loss`, gradient, SGD update); floor: the "
+            f"map at twice its units + `keras.layers.GaussianDropout`. Target: idrop/floor <= "
+            f"{t['keras_train']['idrop/floor']}.",
+            "",
+        ]
+        out += _table(
+            ["backend", "device", "layer", "mode", "idrop ms", "floor ms", "idrop/floor"],
+            [
+                [*_where(r), _f(r["times_ms"]["idrop"]), _f(r["times_ms"]["floor"]), _ratio(r, "idrop/floor")]
+                for r in by_kind["keras_train"]
+            ],
+        )
     skipped = [r for r in result["rows"] if "skipped" in r]
     if skipped or result.get("errors"):
         out += ["", "## Not measured", ""]

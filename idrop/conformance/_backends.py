@@ -65,7 +65,7 @@ def check_environment() -> None:
 
 
 def keras_backend() -> str:
-    """The Keras backend of this process: Keras's own answer once imported, else ``KERAS_BACKEND`` (default tensorflow)."""
+    """The Keras backend of this process: Keras's answer once imported, else ``KERAS_BACKEND`` (or tensorflow)."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
     return os.environ.get("KERAS_BACKEND", "tensorflow")

@@ -165,9 +165,7 @@ class KerasHarness:
                 return self._loss(fn(layer, **xs), cotangents)
 
         g_in, g_par = jax.grad(loss_of, argnums=(0, 1))(dict(inputs), [v.value for v in variables])
-        return {k: self.to_numpy(v) for k, v in g_in.items()}, {
-            k: self.to_numpy(g) for k, g in zip(params, g_par)
-        }
+        return {k: self.to_numpy(v) for k, v in g_in.items()}, {k: self.to_numpy(g) for k, g in zip(params, g_par)}
 
 
 HARNESS = KerasHarness()

@@ -7,6 +7,7 @@ pay for a deep-learning import.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,11 @@ def backend_of(args: argparse.Namespace, experiment: str) -> str:
         raise NotImplementedError(
             f"The {experiment} experiment exists for {', '.join(SUPPORTED_BACKENDS)} only; "
             f"received --backend {backend}."
+        )
+    if backend == "keras" and importlib.util.find_spec(f"idrop.experiments.{experiment}.keras") is None:
+        raise NotImplementedError(
+            f"The {experiment} experiment has no trainer for Keras on any Keras backend yet (mnist and vae have); "
+            "use --backend tensorflow for its Keras 3 trainer on TensorFlow."
         )
     return backend
 

@@ -42,3 +42,19 @@ def test_another_keras_backend_is_refused_with_the_fix():
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: idrop.backends.tensorflow requires Keras 3 on its TensorFlow backend")
     assert "runs on 'numpy'" in last and "Set KERAS_BACKEND=tensorflow before Python imports keras" in last
+    assert "For Keras on JAX or PyTorch use idrop.backends.keras" in last  # what serves them now
+
+
+def test_keras_on_another_backend_is_served_by_the_keras_adapter():
+    """``KERAS_BACKEND=torch``: the TensorFlow adapter refuses, ``idrop.backends.keras`` runs the layer."""
+    code = (
+        "import keras\n"
+        "try:\n    import idrop.backends.tensorflow\nexcept ImportError as e:\n    print('refused')\n"
+        "from idrop.backends.keras import InfoDropout\n"
+        "layer = InfoDropout(keras.layers.Dense(3), seed=0)\n"
+        "z = layer(keras.ops.ones((2, 4)), training=True)\n"
+        "print(keras.backend.backend(), tuple(z.shape), tuple(layer.kl.shape))"
+    )
+    proc = _run(code, KERAS_BACKEND="torch")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["refused", "torch", "(2,", "3)", "(2,)"]

@@ -21,7 +21,7 @@ from idrop import cli
 from idrop.backends import BACKENDS
 from idrop.experiments import registry
 
-_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}
+_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "keras": "keras"}
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +170,8 @@ def test_lr_schedule_reaches_the_optimizer(backend: str) -> None:
     run.train_epoch(2)
     if backend == "torch":
         lr = run.optimizer.param_groups[0]["lr"]
-    elif backend == "tensorflow":
-        lr = float(run.optimizer.learning_rate.numpy())
+    elif backend in ("tensorflow", "keras"):
+        lr = float(np.asarray(run.optimizer.learning_rate))
     else:
         lr = float(run.opt_state.hyperparams["learning_rate"])
     assert lr == pytest.approx(1e-3)

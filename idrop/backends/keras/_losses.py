@@ -101,10 +101,8 @@ def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> An
 
 if BACKEND == "tensorflow":
     # The TensorFlow adapter's bookkeeping (records of a traced graph, AutoGraph-free losses).
-    from idrop.backends.tensorflow._losses import (  # noqa: F811
+    from idrop.backends.tensorflow._losses import (
         KLRecords,
         collect,
-        ib_loss,
-        kl_loss,
         kl_term,
     )

@@ -93,7 +93,9 @@ def _twin_call(layer: keras.Layer, alpha_layer: keras.Layer, x: Any) -> tuple[An
     x = ops.cast(x, dtype)
     (k, b), (ka, ba) = _weights(layer, dtype), _weights(alpha_layer, dtype)
     if isinstance(layer, _STACK) and layer.groups == 1:
-        y = _linear_map(layer, x, ops.concatenate([k, ka], axis=-1), None if b is None else ops.concatenate([b, ba], axis=0))
+        y = _linear_map(
+            layer, x, ops.concatenate([k, ka], axis=-1), None if b is None else ops.concatenate([b, ba], axis=0)
+        )
         h, alpha_logits = ops.split(y, 2, axis=-1)
     else:
         h, alpha_logits = _linear_map(layer, x, k, b), _linear_map(alpha_layer, x, ka, ba)

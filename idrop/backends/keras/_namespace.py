@@ -146,20 +146,15 @@ def draw_uniform(like: Any, seed: Any) -> Any:
 xp: Any
 if BACKEND == "tensorflow":
     # The TensorFlow adapter's helpers: the same ops, draws and seed words as before Keras went multi-backend.
-    from idrop.backends.tensorflow._namespace import (  # noqa: F811
+    from idrop.backends.tensorflow._namespace import (
         check_float,
-        check_layer_input,
-        check_noise,
         compute_dtype,
-        draw_normal,
-        draw_uniform,
         dtype_name,
         recording,
-        tensor,
         xp,
     )
 
-    def adds_records(training: bool) -> bool:  # noqa: F811
+    def adds_records(training: bool) -> bool:
         import tensorflow as tf
 
         return training and (not tf.executing_eagerly() or recording())
