@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.idrop-installed
-IDROP_REQUIRE_BACKENDS ?= torch,tensorflow,jax
+IDROP_REQUIRE_BACKENDS ?= torch,tensorflow,jax,keras
 export IDROP_REQUIRE_BACKENDS
 
 .PHONY: install demo test conformance lint bench

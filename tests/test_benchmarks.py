@@ -22,11 +22,20 @@ from benchmarks._timing import compare  # noqa: E402
 
 CASES = ("linear", "conv")
 NETS = ("mlp", "allcnn")
-FRAMEWORKS = {"torch": ("torch",), "tensorflow": ("tensorflow", "keras"), "jax": ("jax", "flax", "optax")}
+FRAMEWORKS = {
+    "torch": ("torch",),
+    "tensorflow": ("tensorflow", "keras"),
+    "jax": ("jax", "flax", "optax"),
+    "keras[jax]": ("keras", "jax"),  # idrop.backends.keras, one worker per Keras backend
+    "keras[torch]": ("keras", "torch"),
+}
 
 
 def expected_ids(backend: str) -> set[str]:
     """Rows ``--tiny`` (no torch.compile, no XLA for TF; jax.jit always) must produce on the CPU."""
+    if backend.startswith("keras["):  # the Keras training step against its floor; JAX jits, torch eager
+        mode = "compiled" if backend == "keras[jax]" else "eager"
+        return {f"{backend}/cpu/keras_train/{case}/{mode}" for case in CASES}
     layer_modes = ("eager", "compiled") if backend == "jax" else ("eager",)
     memory = {"torch": ("saved_tensors",), "tensorflow": ("saved_tensors",), "jax": ("residuals", "xla_temp")}[backend]
     net_mode = "compiled" if backend == "jax" else "eager"

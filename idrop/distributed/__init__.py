@@ -5,6 +5,7 @@ Leaf modules, imported on purpose like :mod:`idrop.backends`:
 - :mod:`idrop.distributed.torch`: ``torchrun`` + ``DistributedDataParallel`` (NCCL on GPUs, gloo on CPUs).
 - :mod:`idrop.distributed.jax`: a ``jax.sharding.Mesh`` with the batch sharded on a ``"data"`` axis.
 - :mod:`idrop.distributed.tensorflow`: ``tf.distribute.MirroredStrategy`` with Keras ``model.fit``.
+- ``keras`` (Keras 3 on any backend): Keras's own ``keras.distribution.DataParallel``; no module here.
 
 The contract every backend keeps (see ``docs/distributed.md``):
 
@@ -46,6 +47,12 @@ def replica_seed(seed: int, replica: int) -> int:
 
 
 def __getattr__(name: str) -> ModuleType:
+    if name == "keras":  # Keras brings its own engine; nothing of idrop's is needed on top of it
+        raise AttributeError(
+            "idrop.distributed has no keras module: idrop.backends.keras layers run under Keras's own "
+            "keras.distribution.DataParallel (each replica draws different noise); "
+            "idrop.distributed.tensorflow and .jax wrap the native engines."
+        )
     if name in FRAMEWORKS:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

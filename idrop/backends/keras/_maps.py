@@ -18,7 +18,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from idrop.backends.keras._namespace import check_float, check_layer_input, tensor, xp
+from idrop.backends.keras._namespace import check_float, check_layer_input, concatenate, matmul, split, tensor, xp
 from idrop.core._xp import activation as _activation
 from idrop.core.spec import InfoDropoutSpec, check_flag, check_no_activation, unexpected_keyword
 
@@ -60,8 +60,8 @@ def _weights(layer: keras.Layer, dtype: str) -> tuple[Any, Any]:
 
 def _linear_map(layer: keras.Layer, x: Any, kernel: Any, bias: Any) -> Any:
     """``layer.call`` without the activation, on the given (compute-dtype) kernel and bias."""
-    y = ops.matmul(x, kernel) if isinstance(layer, keras.layers.Dense) else layer.convolution_op(x, kernel)
-    return y if bias is None else ops.add(y, bias)
+    y = matmul(x, kernel) if isinstance(layer, keras.layers.Dense) else layer.convolution_op(x, kernel)
+    return y if bias is None else y + bias
 
 
 def _map_call(layer: keras.Layer, x: Any) -> Any:
@@ -93,10 +93,8 @@ def _twin_call(layer: keras.Layer, alpha_layer: keras.Layer, x: Any) -> tuple[An
     x = ops.cast(x, dtype)
     (k, b), (ka, ba) = _weights(layer, dtype), _weights(alpha_layer, dtype)
     if isinstance(layer, _STACK) and layer.groups == 1:
-        y = _linear_map(
-            layer, x, ops.concatenate([k, ka], axis=-1), None if b is None else ops.concatenate([b, ba], axis=0)
-        )
-        h, alpha_logits = ops.split(y, 2, axis=-1)
+        y = _linear_map(layer, x, concatenate([k, ka], -1), None if b is None else concatenate([b, ba], 0))
+        h, alpha_logits = split(y, 2, -1)
     else:
         h, alpha_logits = _linear_map(layer, x, k, b), _linear_map(alpha_layer, x, ka, ba)
     return h, alpha_logits

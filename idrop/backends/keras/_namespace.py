@@ -159,5 +159,43 @@ if BACKEND == "tensorflow":
 
         return training and (not tf.executing_eagerly() or recording())
 
+elif BACKEND == "torch":
+    # Keras's own ops promote float64 to float32 off TensorFlow (keras.src.backend.common.dtypes.
+    # BIT64_TO_BIT32_DTYPE, "aligned with JAX's default"), which would run a float64 layer in
+    # float32; Keras tensors on torch are torch tensors, so the core runs on the torch adapter's ops.
+    import torch
+
+    from idrop.backends.torch._namespace import TorchNamespace
+
+    class _KerasTorchNamespace(TorchNamespace):
+        @staticmethod
+        def astype(x: Any, dtype: Any) -> Any:
+            return x.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+
+    xp = _KerasTorchNamespace()
 else:
     xp = _KerasNamespace()
+
+
+if BACKEND == "torch":
+    # Torch's own ops for the maps' arithmetic too: Keras's return float32 for float64 (see above).
+
+    def matmul(x: Any, kernel: Any) -> Any:
+        return torch.matmul(x, kernel)
+
+    def concatenate(parts: list, axis: int) -> Any:
+        return torch.cat(parts, dim=axis)
+
+    def split(x: Any, n: int, axis: int) -> Any:
+        return torch.chunk(x, n, dim=axis)
+
+else:
+
+    def matmul(x: Any, kernel: Any) -> Any:
+        return ops.matmul(x, kernel)
+
+    def concatenate(parts: list, axis: int) -> Any:
+        return ops.concatenate(parts, axis=axis)
+
+    def split(x: Any, n: int, axis: int) -> Any:
+        return ops.split(x, n, axis=axis)
