@@ -24,6 +24,8 @@ from . import _backends
 
 #: The variable a child run writes its report rows to (a JSON file path).
 ROWS_VAR = "IDROP_CONFORMANCE_ROWS"
+#: Set in a child run: it runs the backend's tests only (the backend-free ones ran in the parent).
+CHILD_VAR = "IDROP_CONFORMANCE_KERAS_CHILD"
 
 
 def others() -> list[str]:
@@ -33,7 +35,7 @@ def others() -> list[str]:
 
 def command(keras_backend: str, argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command and environment of the conformance suite for ``keras[<keras_backend>]`` alone."""
-    env = {**os.environ, "KERAS_BACKEND": keras_backend, "IDROP_BACKENDS": keras_label(keras_backend)}
+    env = {**os.environ, "KERAS_BACKEND": keras_backend, "IDROP_BACKENDS": keras_label(keras_backend), CHILD_VAR: "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return [sys.executable, "-m", "idrop.conformance", *argv], env
 

@@ -53,6 +53,17 @@ def harness(request: pytest.FixtureRequest) -> object:
         pytest.skip(f"backend {name!r} is not installed ({err})")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a Keras child run (:mod:`._keras_runs`) only the backend's tests: the others ran in the parent."""
+    from idrop.conformance._keras_runs import CHILD_VAR
+
+    if os.environ.get(CHILD_VAR) != "1":
+        return
+    keep = [item for item in items if "harness" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     import importlib.metadata as md
 
