@@ -15,7 +15,9 @@ def test_import_is_light(module):
     assert out.strip() == "[]", f"importing {module} imported {out.strip()}"
 
 
-@pytest.mark.parametrize(("backend", "framework"), [("torch", "torch"), ("tensorflow", "tensorflow"), ("jax", "jax")])
+@pytest.mark.parametrize(
+    ("backend", "framework"), [("torch", "torch"), ("tensorflow", "tensorflow"), ("jax", "jax"), ("keras", "keras")]
+)
 def test_missing_framework_names_the_extra(backend, framework):
     code = (
         f"import sys; sys.modules[{framework!r}] = None\n"
