@@ -59,3 +59,19 @@ def test_full_setting_is_table_1_and_the_table_names_the_differences() -> None:
     text = vae.table(cfg, summary, n_train=5000, n_test=10000)
     assert "-100.50 ± 0.71" in text  # mean ± sample std over seeds
     assert "5,000 MNIST training images" in text and "Binarisation: stochastic" in text and "Table 1" in text
+
+
+def test_tiny_end_to_end_on_keras(tmp_path: Path) -> None:
+    """``--backend keras``: the Keras trainer on this process's Keras backend (any: see examples/keras)."""
+    pytest.importorskip("keras")
+    from idrop.experiments import vae
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 784)).astype(np.float32)
+    splits = (x[:48], rng.integers(0, 10, 48), x[48:], rng.integers(0, 10, 16), "synthetic")
+    argv = ["reproduce", "vae", "--backend", "keras", "--out", str(tmp_path), "--epochs", "1", "--no-progress"]
+    args = cli.build_parser().parse_args([*argv, "--k", "1", "--scale", "32", "--batch-size", "16"])
+    assert vae.run(args, splits=splits) == 0
+    summary = json.loads((tmp_path / "vae" / "keras" / "results.json").read_text())["summary"]
+    assert {s["latent"] for s in summary} == {"gaussian", "information"}
+    assert all(math.isfinite(s["test_elbo"]) and s["test_elbo"] < 0 for s in summary)

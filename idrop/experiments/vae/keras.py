@@ -42,7 +42,7 @@ class VaeRun(KerasCheckpoint):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         n, loss = len(self.x_train), 0.0
         for idx in batches(n, self.cfg["batch_size"], self.rng):
-            loss += float(np.asarray(self.model.train_on_batch(self.x_train[idx]))) * len(idx)
+            loss += float(self.model.train_on_batch(self.x_train[idx], return_dict=True)["loss"]) * len(idx)
         _, kl = self._bound(self.x_train[:1000])
         return {"loss": loss / n, "kl": kl / min(n, 1000), "train_elbo": -loss / n}
 
