@@ -52,3 +52,28 @@ def test_conventions_and_portability_on_every_keras_backend(tmp_path: Path) -> N
         out = _run(backend, str(tmp_path), "--load-only", str(tmp_path))
         loaded |= {tuple(line.split()[1::2]) for line in out.splitlines() if line.startswith("loaded ")}
     assert loaded == {(a, b) for a in backends for b in backends if a != b}
+
+
+def test_an_unsupported_keras_backend_is_refused_with_the_fix() -> None:
+    pytest.importorskip("keras")
+    env = {**os.environ, "KERAS_BACKEND": "numpy"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import idrop.backends.keras"], env=env, capture_output=True, text=True, timeout=300
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith("ImportError: idrop.backends.keras runs on the tensorflow, jax")
+    assert "'numpy'" in last and "Set KERAS_BACKEND" in last
+
+
+def test_on_tensorflow_the_keras_layers_are_the_tensorflow_adapters() -> None:
+    """One set of classes: ``idrop.backends.tensorflow`` exports the Keras adapter's (KERAS_BACKEND=tensorflow)."""
+    pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("this process runs Keras on another backend; the subprocess test above covers it")
+    import idrop.backends.keras as k
+    import idrop.backends.tensorflow as t
+
+    assert set(k.__all__) == set(t.__all__)
+    for name in k.__all__:
+        assert getattr(k, name) is getattr(t, name), name

@@ -93,9 +93,8 @@ def info_dropout(
     check_float("f", f)
     check_float("alpha_logits", alpha_logits)
     check_same_shape(f.shape, alpha_logits.shape)
-    if dtype_name(alpha_logits) != dtype_name(
-        f
-    ):  # torch promotes; TensorFlow does not: one rule on every Keras backend
+    # torch promotes; TensorFlow does not: one rule on every Keras backend
+    if dtype_name(alpha_logits) != dtype_name(f):
         alpha_logits = ops.cast(alpha_logits, dtype_name(f))
     kl_dtype = compute_dtype(f)
     if spec.prior == "log-normal":

@@ -145,14 +145,20 @@ def draw_uniform(like: Any, seed: Any) -> Any:
 
 xp: Any
 if BACKEND == "tensorflow":
-    # The TensorFlow adapter's helpers: the same ops, draws and seed words as before Keras went multi-backend.
-    from idrop.backends.tensorflow._namespace import (
-        check_float,
-        compute_dtype,
-        dtype_name,
-        recording,
-        xp,
-    )
+    # The TensorFlow adapter's helpers: the same ops, draws and seed words as before Keras went
+    # multi-backend. Assignments, not a `from` import, which a linter would prune as redefinitions.
+    from idrop.backends.tensorflow import _namespace as _tf
+
+    check_float = _tf.check_float
+    check_layer_input = _tf.check_layer_input
+    check_noise = _tf.check_noise
+    compute_dtype = _tf.compute_dtype
+    draw_normal = _tf.draw_normal
+    draw_uniform = _tf.draw_uniform
+    dtype_name = _tf.dtype_name
+    recording = _tf.recording
+    tensor = _tf.tensor
+    xp = _tf.xp
 
     def adds_records(training: bool) -> bool:
         import tensorflow as tf
