@@ -87,9 +87,9 @@ class InfoDropout(NoisyMap):
 
     Raises:
         ValueError, TypeError: for bad options, unknown keyword arguments or a ``layer`` with an
-        activation of its own, at construction; for input of another dtype, rank 0 or a Python
-        list, a non-bool ``training``, a misshapen ``noise`` or an ``alpha_layer`` of another
-        output shape, at the call (docs/design-notes.md sections 1-2).
+            activation of its own, at construction; for input of another dtype, rank 0 or a Python
+            list, a non-bool ``training``, a misshapen ``noise`` or an ``alpha_layer`` of another
+            output shape, at the call (docs/design-notes.md sections 1-2).
     """
 
     def __init__(
