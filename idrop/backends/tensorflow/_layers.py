@@ -180,12 +180,12 @@ class InfoDropout(NoisyMap):
             # Added while some tape may differentiate it (or in a trace); else it replaces the records.
             self._kl_records.record(kl, add=training and (not tf.executing_eagerly() or recording()))
         self.kl_metric.update_state(kl)
-        if training and self.beta is not None:
+        if training and self.beta is not None and self.n_train is not None:  # both or neither (__init__)
             self.add_loss(ops.cast(self.beta * kl_term([kl], self.n_train), keras.config.floatx()))
         return z
 
     @property
-    def kl(self) -> Any:
+    def kl(self) -> Any:  # type: ignore[override]  # NoisyMap's is a class attribute, None
         """The per-sample KL of the last call (``None`` before any, and after an evaluation call without it)."""
         return self._kl_records.latest
 
