@@ -13,6 +13,7 @@
   ``idrop/conformance/_tolerances.py``) and ``<!-- idrop:versions -->`` (the supported range of
   each framework from ``pyproject.toml`` beside the version CI tests from
   ``requirements/ci.txt``), so the pages cannot drift from the code.
+- **Docstrings** written for Sphinx: their roles (``:func:``) are dropped, the code kept.
 - **Maths without JavaScript**: the TeX that ``pymdownx.arithmatex`` marks (``$...$``,
   ``$$...$$``) and the docstrings' ``.. math::`` blocks become MathML at build time
   (``latex2mathml``), which browsers render natively: no MathJax, no CDN.
@@ -247,5 +248,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return markdown
 
 
+#: Sphinx roles in docstrings (``:func:`kl_loss```): the code stays, the role goes.
+_RST_ROLE = re.compile(r":(?:func|class|mod|meth|data|attr|obj|exc):(<code>)~?")
+
+
 def on_page_content(html_text: str, page: Any, config: Any, files: Any) -> str:
-    return render_maths(html_text)
+    return render_maths(_RST_ROLE.sub(r"\1", html_text))

@@ -54,3 +54,12 @@ def data_dir() -> str | None:
         if candidate.is_dir():
             return str(candidate)
     return None
+
+
+def require_tool(module: str) -> None:
+    """Skip without a documentation tool (pinned in requirements/ci.txt), except in CI, where it fails."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed: pip install -r requirements/ci.txt (or 'idrop[docs]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from _docs_util import ROOT, hooks, skip_unless_installed
+from _docs_util import ROOT, hooks, require_tool, skip_unless_installed
 
 from idrop.backends import BACKENDS
 
@@ -68,6 +68,8 @@ def test_core_reference_lists_every_public_name():
 
 def test_site_builds_strictly_with_an_entry_per_name(tmp_path):
     """``mkdocs build --strict`` (warnings fail: broken links, unresolved references, griffe)."""
+    for tool in ("mkdocs", "material", "mkdocstrings_handlers.python", "jupytext", "latex2mathml"):
+        require_tool(tool)
     site = tmp_path / "site"
     out = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from _docs_util import DOCS, backends_used, data_dir, skip_unless_installed
+from _docs_util import DOCS, backends_used, data_dir, require_tool, skip_unless_installed
 
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.py"))
 BUDGET_S = 150
@@ -27,7 +27,9 @@ def test_there_are_tutorials():
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_is_a_percent_notebook(path):
-    jupytext = pytest.importorskip("jupytext", reason="jupytext is pinned in requirements/ci.txt")
+    require_tool("jupytext")
+    import jupytext
+
     notebook = jupytext.reads(path.read_text(encoding="utf-8"), fmt="py:percent")
     kinds = [c.cell_type for c in notebook.cells]
     assert kinds[0] == "markdown" and notebook.cells[0].source.startswith("# "), "the first cell is the title"
