@@ -4,11 +4,11 @@
   backend such as ``keras`` appears without an edit here) and one for ``idrop.core``, with one
   ``::: module.name`` block per name of the module's ``__all__``, read statically with
   :mod:`ast` (the build imports no framework; mkdocstrings reads the sources with griffe).
-  ``tests/test_docs.py`` checks these lists against each importable backend's runtime
+  ``tests/docs/test_api_reference.py`` checks these lists against each importable backend's runtime
   ``__all__``.
 - **Tutorials**: ``docs/tutorials/*.py`` are jupytext percent-format notebooks; each becomes a
   page (markdown cells as text, code cells as code) and the ``.py`` stays downloadable. They
-  are executed by ``tests/test_tutorials.py``, not here.
+  are executed by ``tests/docs/test_tutorials.py``, not here.
 - **Tables from the code**: ``<!-- idrop:tolerances -->`` (the conformance tolerance table of
   ``idrop/conformance/_tolerances.py``) and ``<!-- idrop:versions -->`` (the supported range of
   each framework from ``pyproject.toml`` beside the version CI tests from
@@ -17,6 +17,11 @@
 - **Maths without JavaScript**: the TeX that ``pymdownx.arithmatex`` marks (``$...$``,
   ``$$...$$``) and the docstrings' ``.. math::`` blocks become MathML at build time
   (``latex2mathml``), which browsers render natively: no MathJax, no CDN.
+
+Adding to the site: a page is a ``.md`` file in ``docs/`` plus its ``nav`` entry in
+``mkdocs.yml``; a tutorial is a percent-format ``docs/tutorials/NAME.py`` plus the nav entry
+``tutorials/NAME.md`` (the test runs every tutorial it finds); a new public name needs only its
+docstring and its place in the module's ``__all__``. Python 3.11 (``tomllib``) builds the site.
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ def tutorial_markdown(source: str, filename: str) -> str:
     note = (
         f'\n\n!!! info "Run it yourself"\n    This page is the notebook [`{filename}`]({filename}) '
         "(jupytext percent format: `jupytext --to ipynb` makes a Jupyter notebook of it, or run it "
-        "with `python`). CI executes it on every change (`tests/test_tutorials.py`).\n"
+        "with `python`). CI executes it on every change (`tests/docs/test_tutorials.py`).\n"
     )
     # The note goes after the title (the first markdown line).
     head, _, rest = body.partition("\n")
