@@ -146,7 +146,7 @@ print("wrote kl_heatmaps.png")
 
 # %% [markdown]
 # In `kl_heatmaps.png`, layer 1's map follows the strokes (digit and clutter alike), and the
-# deeper layers' maps are coarser blobs over where the strokes are. A bright edge or corner is
-# the convolutions' zero padding: the units there see a different input, and the network gives
-# them their own noise level. To compare such maps across `beta`, train the same network at
+# deeper layers' maps are coarser blobs over where the strokes are. A bright edge or corner
+# comes from the convolutions' zero padding: units at the border see zeros beyond the canvas,
+# an input unlike any inside it. To compare such maps across `beta`, train the same network at
 # several values (the Cluttered experiment does, with an untrained network as a control).
