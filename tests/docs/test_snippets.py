@@ -23,19 +23,33 @@ _BLOCK = re.compile(r"(?P<before>[^\n]*)\n(?P<indent>[ \t]*)```python\n(?P<body>
 _NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>.*?)\s*-->")
 
 
-def blocks() -> list:
+def blocks_of(text: str) -> list[tuple[int, str, re.Match | None]]:
+    """``(line, code, not-run marker)`` of each fenced Python block of a markdown text."""
     found = []
-    for path in FILES:
-        text = path.read_text(encoding="utf-8")
-        for match in _BLOCK.finditer(text):
-            line = text.count("\n", 0, match.start("indent")) + 1
-            body = textwrap.dedent("\n".join(row.removeprefix(match["indent"]) for row in match["body"].split("\n")))
-            marker = _NOT_RUN.search(match["before"])
-            found.append(pytest.param(body, marker, id=f"{path.relative_to(ROOT)}:{line}"))
+    for match in _BLOCK.finditer(text):
+        line = text.count("\n", 0, match.start("indent")) + 1
+        body = textwrap.dedent("\n".join(row.removeprefix(match["indent"]) for row in match["body"].split("\n")))
+        found.append((line, body, _NOT_RUN.search(match["before"])))
     return found
 
 
-BLOCKS = blocks()
+BLOCKS = [
+    pytest.param(code, marker, id=f"{path.relative_to(ROOT)}:{line}")
+    for path in FILES
+    for line, code, marker in blocks_of(path.read_text(encoding="utf-8"))
+]
+
+
+def test_extraction_finds_tabbed_blocks_and_markers():
+    text = (
+        'Intro\n\n```python\nx = 1\n```\n\n=== "Tab"\n\n    ```python\n    if True:\n        y = 2\n    ```\n'
+        "<!-- not-run: needs a GPU -->\n```python\nimport cupy\n```\n```bash\nls\n```\n"
+    )
+    (l1, c1, m1), (l2, c2, m2), (l3, c3, m3) = blocks_of(text)
+    assert (l1, l3) == (3, 14)
+    assert (c1, m1) == ("x = 1", None)
+    assert c2 == "if True:\n    y = 2" and m2 is None and l2 == 9
+    assert c3 == "import cupy" and m3["reason"] == "needs a GPU"
 
 
 def test_readme_has_runnable_snippets():
