@@ -85,8 +85,9 @@ assert error < 12, "a 4,000-image MLP should reach well under 12% test error"
 # ## What the noise learned
 #
 # `eval_kl=True` (or the functional form) gives the KL in evaluation too. Here we switch it on for
-# the first layer and look at how much noise it puts on each unit: units the task needs keep a
-# small $\alpha$ (little noise), the rest are pushed towards `max_alpha`.
+# the first layer and look at how much noise it puts on each unit. The log-uniform KL is 0 at
+# the largest $\alpha$, so it pushes every unit towards `max_alpha`; only the task loss holds
+# some units back, and the spread of $\alpha$ printed below is that trade-off.
 
 # %%
 first = model[0]
