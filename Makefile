@@ -7,7 +7,7 @@ STAMP := $(VENV)/.idrop-installed
 IDROP_REQUIRE_BACKENDS ?= torch,tensorflow,jax,keras
 export IDROP_REQUIRE_BACKENDS
 
-.PHONY: install demo test conformance lint bench
+.PHONY: install demo test conformance lint bench docs typecheck
 
 $(STAMP): pyproject.toml requirements/ci.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,16 @@ conformance: $(STAMP)
 	$(BIN)/python -m idrop.conformance
 
 # Formatting and lint, as CI runs them after the tests (ruff is pinned in requirements/ci.txt).
-LINT_PATHS := idrop tests benchmarks examples
+LINT_PATHS := idrop tests benchmarks examples docs
 lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/ruff check $(LINT_PATHS)
+
+# The documentation site (mkdocs.yml), built in strict mode (any warning fails) into site/
+# (git-ignored). Needs no network: API pages come from the sources, maths is MathML.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Type check of the public API: idrop.core and the adapters (settings in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any
+from typing import Any, Literal, overload
 
 ACTIVATIONS = ("relu", "softplus")
 PRIORS = ("log-uniform", "log-normal")
@@ -106,6 +106,12 @@ def check_prior_scale(name: str, value: Any) -> float:
     return v
 
 
+@overload
+def check_flag(name: str, value: Any, *, allow_none: Literal[False] = False) -> bool: ...
+@overload
+def check_flag(name: str, value: Any, *, allow_none: bool) -> bool | None: ...
+
+
 def check_flag(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
     """Return a bool flag (``mean_one``, ``eval_kl``, ``training``, ``deterministic``), or raise.
 
@@ -145,7 +151,7 @@ def check_n_train(n_train: Any) -> int:
         raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
     if not isinstance(n_train, numbers.Integral):
         if isinstance(n_train, numbers.Real) and math.isfinite(n_train) and float(n_train).is_integer():
-            n_train = int(n_train)
+            n_train = int(float(n_train))
         else:
             raise invalid("n_train", "an int >= 1 (the training-set size)", n_train)
     if n_train < 1:

@@ -99,7 +99,7 @@ def info_dropout(
 
     Raises:
         ValueError, TypeError: for bad options, non-array or non-float inputs, mismatched
-        shapes, or ``key=None`` when a draw is needed.
+            shapes, or ``key=None`` when a draw is needed.
     """
     spec = InfoDropoutSpec(
         prior=prior, max_alpha=max_alpha, alpha_min=alpha_min, mean_one=mean_one, zero_units=zero_units

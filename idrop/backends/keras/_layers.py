@@ -91,9 +91,9 @@ class InfoDropout(NoisyMap):
 
     Raises:
         ValueError, TypeError: for bad options, unknown keyword arguments or a ``layer`` with an
-        activation of its own, at construction; for input of another dtype, rank 0 or a Python
-        list, a non-bool ``training``, a misshapen ``noise`` or an ``alpha_layer`` of another
-        output shape, at the call (docs/design-notes.md sections 1-2).
+            activation of its own, at construction; for input of another dtype, rank 0 or a Python
+            list, a non-bool ``training``, a misshapen ``noise`` or an ``alpha_layer`` of another
+            output shape, at the call (docs/design-notes.md sections 1-2).
     """
 
     def __init__(
@@ -188,12 +188,12 @@ class InfoDropout(NoisyMap):
             self._kl_records.record(kl, add=adds_records(training))
         if self.kl_metric is not None:
             self.kl_metric.update_state(kl)
-        if training and self.beta is not None:
+        if training and self.beta is not None and self.n_train is not None:  # both or neither (__init__)
             self.add_loss(ops.cast(self.beta * kl_term([kl], self.n_train), keras.config.floatx()))
         return z
 
     @property
-    def kl(self) -> Any:
+    def kl(self) -> Any:  # type: ignore[override]  # NoisyMap's is a class attribute, None
         """The per-sample KL of the last call (``None`` before any, and after an evaluation call without it)."""
         return self._kl_records.latest
 

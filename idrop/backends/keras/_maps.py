@@ -45,7 +45,8 @@ _STACK = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 def _direct(layer: keras.Layer | None) -> bool:
     """Whether :func:`_map_call` may compute ``layer`` without its ``__call__`` (a plain Dense/ConvND)."""
     return (
-        type(layer) in _MAPS
+        layer is not None
+        and type(layer) in _MAPS
         and layer.built
         and not getattr(layer, "quantization_mode", None)
         and not layer.activity_regularizer
@@ -120,7 +121,7 @@ def plain_errors() -> Iterator[None]:
     try:
         yield
     except (TypeError, ValueError) as err:
-        err._keras_call_info_injected = True
+        err._keras_call_info_injected = True  # type: ignore[union-attr]
         raise
 
 

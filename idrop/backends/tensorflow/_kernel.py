@@ -67,7 +67,7 @@ def _build(spec: InfoDropoutSpec, kl_dtype: str, batched: bool) -> Callable[...,
             f, tf.cast(a, kl_dtype), eps, tf.cast(gz, kl_dtype), gkl, spec=spec, mu=mu, sigma=sigma, xp=xp
         )
         g_h = tf.cast(activation_vjp(spec.activation, h32, g.f, xp=xp), h.dtype)
-        out = (g_h, tf.cast(g.alpha_logits, a.dtype))
+        out: tuple[Any, ...] = (g_h, tf.cast(g.alpha_logits, a.dtype))
         if lognormal:
             out += (tf.reduce_sum(g.mu), tf.reduce_sum(g.sigma))
         return out

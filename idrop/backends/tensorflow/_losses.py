@@ -72,7 +72,7 @@ class KLRecords:
         return {}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        KLRecords.__init__(self)
 
 
 def _in_scope(kl: Any) -> bool:

@@ -58,7 +58,9 @@ def _reduce(kl: torch.Tensor, opts: _Options) -> torch.Tensor:
     return per_sample_kl(kl, batched=opts.batched, xp=xp) if opts.reduce else kl
 
 
-def _forward(h, alpha_logits, mu, sigma, eps, opts: _Options, namespace: Any):
+def _forward(
+    h: Any, alpha_logits: Any, mu: Any, sigma: Any, eps: Any, opts: _Options, namespace: Any
+) -> tuple[Any, Any, Any]:
     """``(f, z, kl)`` of one training call, by the core."""
     f = h if opts.activation is None else _activation(opts.activation, h, xp=namespace)
     kl_dtype = compute_dtype(f)
@@ -91,7 +93,9 @@ def _lean(opts: _Options, h: torch.Tensor, alpha_logits: torch.Tensor) -> bool:
     )
 
 
-def _lean_forward(h: torch.Tensor, alpha_logits: torch.Tensor, eps: torch.Tensor, opts: _Options):
+def _lean_forward(
+    h: torch.Tensor, alpha_logits: torch.Tensor, eps: torch.Tensor, opts: _Options
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(f, z, kl)`` as :func:`_forward`, computed in place in ``eps`` and ``alpha`` (which it consumes).
 
     The same operations in the same order as the core (``alpha_min + max_alpha * sigmoid(a)``,
@@ -113,7 +117,9 @@ def _relu_backward_(g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.threshold_backward.grad_input(g, f, 0, grad_input=g)
 
 
-def _lean_backward(f, alpha_logits, eps, z_cot, kl_cot, f_cot, opts: _Options):
+def _lean_backward(
+    f: Any, alpha_logits: Any, eps: Any, z_cot: Any, kl_cot: Any, f_cot: Any, opts: _Options
+) -> tuple[Any, Any]:
     r"""``(grad of the kernel's input, grad a)`` of the lean path: the core's vjp, in place.
 
     With :math:`n = e^{\alpha\epsilon}`: :math:`g_f = \bar z\, n + \bar f`,
@@ -151,7 +157,18 @@ def _activation_backward(name: str | None, f: torch.Tensor, g: torch.Tensor) -> 
     return g
 
 
-def _backward(f, alpha_logits, mu, sigma, eps, z_cot, kl_cot, f_cot, opts: _Options, needs: tuple):
+def _backward(
+    f: Any,
+    alpha_logits: Any,
+    mu: Any,
+    sigma: Any,
+    eps: Any,
+    z_cot: Any,
+    kl_cot: Any,
+    f_cot: Any,
+    opts: _Options,
+    needs: tuple,
+) -> tuple[Any, Any, Any, Any]:
     """``(g_h, g_a, g_mu, g_sigma)`` by the core's vjp, in differentiable torch operations."""
     dtype = compute_dtype(f)
     f32 = f.to(dtype)
@@ -183,7 +200,17 @@ class InfoDropoutFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, alpha_logits, mu, sigma, noise, generator, opts, seen):
+    def forward(
+        ctx: Any,
+        h: torch.Tensor,
+        alpha_logits: torch.Tensor,
+        mu: Any,
+        sigma: Any,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+        opts: _Options,
+        seen: Any,
+    ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.seen = seen
         if noise is not None:
@@ -206,7 +233,7 @@ class InfoDropoutFunction(torch.autograd.Function):
         return (z, kl) if kept is h else (z, kl, f)
 
     @staticmethod
-    def backward(ctx, z_cot, kl_cot, f_cot=None):
+    def backward(ctx: Any, z_cot: Any, kl_cot: Any, f_cot: Any = None) -> tuple[Any, ...]:
         if ctx.seen is not None:
             ctx.seen.seen = True
         if z_cot is None and kl_cot is None and f_cot is None:

@@ -90,8 +90,8 @@ class InfoDropout(KLRecords, _NoisyMap):
 
     Raises:
         ValueError, TypeError: for bad options, at construction; for input that is not a float
-        tensor in the weights' dtype with at least one axis, for ``noise`` not of the output's
-        shape, or an ``alpha_layer`` of another output shape, at the call.
+            tensor in the weights' dtype with at least one axis, for ``noise`` not of the output's
+            shape, or an ``alpha_layer`` of another output shape, at the call.
     """
 
     def __init__(

@@ -69,14 +69,14 @@ class KLRecords:
 
     def __getstate__(self) -> dict[str, Any]:
         # A record is a graph node of one step, which deepcopy refuses and pickling would carry off.
-        state = super().__getstate__()  # nn.Module's
+        state = super().__getstate__()  # type: ignore[misc]  # nn.Module's (mypy sees no framework types)
         state["kl"], state["_kl_records"] = None, []
         return state
 
 
 def _collect(model: nn.Module) -> list[torch.Tensor]:
     """Every record of every layer of ``model`` since the last collection; the records are emptied."""
-    kls = []
+    kls: list[torch.Tensor] = []
     for m in model.modules():
         if isinstance(m, KLRecords):
             kls.extend(kl for kl, _ in m._kl_records)
