@@ -14,12 +14,16 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}
-FINAL = {"mnist": "test error", "cluttered": "KL in digit box", "vae": "test ELBO"}
+FINAL = {"mnist": "test error", "cluttered": "KL in digit box", "vae": "test ELBO", "uncertainty": "noise 1.0   MI"}
 DRIVER = """
 import runpy, sys
 for script, extra in [("mnist", []), ("cluttered", ["--canvas", "48"]), ("vae", ["--hidden", "64", "--latent", "16"])]:
     sys.argv = [script, "--data-dir", DATA, "--epochs", "1", "--limit", "200", *extra]
     runpy.run_path(f"{DIR}/{script}.py", run_name="__main__")
+# The uncertainty demo (examples/uncertainty.py), one backend in this process.
+sys.argv = ["uncertainty", "--backend", DIR.rsplit("/", 1)[1], "--data-dir", DATA, "--epochs", "1", "--limit", "200",
+            "--n-test", "50", "--samples", "4", "--chunk", "3"]
+runpy.run_path(f"{DIR}/../uncertainty.py", run_name="__main__")
 """
 
 
