@@ -221,7 +221,9 @@ def main() -> None:
         lines = [
             f"Command: `{command}`",
             "",
-            "| backend | " + " | ".join(f"MI {c}" for c in CONDITIONS) + " | error clean | error rotated | seconds |",
+            "| backend | "
+            + " | ".join(f"MI {c}" for c in CONDITIONS)
+            + " | error clean | error rotated | wall s (shared CPU) |",
             "|---" * (len(CONDITIONS) + 4) + "|",
         ]
         for r in results:
