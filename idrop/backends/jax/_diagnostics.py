@@ -23,7 +23,7 @@ from idrop.core.spec import check_beta, check_input_type, check_n_train, no_info
 from . import _maps
 from ._functional import alpha_from_logits, info_dropout
 from ._layers import InfoDropout
-from ._uncertainty import _set_modes
+from ._uncertainty import _set_modes, kept_records
 
 
 def _check_layer(layer: Any) -> InfoDropout:
@@ -82,7 +82,8 @@ def _probe(model: nnx.Module, x: jax.Array, fn: Callable[[InfoDropout, jax.Array
         for m in layers:
             m.deterministic = True
             object.__setattr__(m, "_probe", probe)  # a plain attribute: no graph node, removed below
-        model(x)
+        with kept_records(model):
+            model(x)
     finally:
         for m in layers:
             object.__delattr__(m, "_probe")

@@ -21,7 +21,7 @@ from flax import nnx
 from idrop.core import uncertainty as _mc
 from idrop.core.spec import check_count, check_flag, check_input_type, check_seed
 
-from ._layers import _NoisyMap
+from ._layers import InfoDropout, _NoisyMap
 
 
 def _set_modes(model: nnx.Module) -> list[tuple[Any, str, Any]]:
@@ -36,13 +36,30 @@ def _set_modes(model: nnx.Module) -> list[tuple[Any, str, Any]]:
 
 
 @contextlib.contextmanager
+def kept_records(model: nnx.Module) -> Iterator[None]:
+    """Leave every InfoDropout's KL records (``.kl``, ``.kl_pending``) as they were before the block."""
+    saved = [
+        (m, m.kl.get_value(), m.kl_pending.get_value())
+        for _, m in nnx.iter_modules(model)
+        if isinstance(m, InfoDropout)
+    ]
+    try:
+        yield
+    finally:
+        for m, kl, pending in saved:
+            m.kl.set_value(kl)
+            m.kl_pending.set_value(pending)
+
+
+@contextlib.contextmanager
 def sampling(model: nnx.Module) -> Iterator[nnx.Module]:
     """Evaluation mode with the noise of every idrop layer on, for hand-written MC loops.
 
     Inside the block every module with a ``deterministic`` attribute (``nnx.Dropout``...) is
     deterministic and batch norm uses its running averages, except the idrop noisy layers
-    (``InfoDropout`` and the baselines), which draw from their ``"dropout"`` streams. The attributes
-    are restored on exit, also after an exception.
+    (``InfoDropout`` and the baselines), which draw from their ``"dropout"`` streams. The attributes,
+    and the layers' KL records (what ``kl_loss`` collects), are restored on exit, also after an
+    exception. Use it eagerly or around ``nnx.jit`` calls (the switch is a module attribute).
 
     Example:
         >>> from flax import nnx
@@ -54,12 +71,13 @@ def sampling(model: nnx.Module) -> Iterator[nnx.Module]:
         >>> bool((a != b).any()), layer.deterministic
         (True, True)
     """
-    saved = _set_modes(model)
-    try:
-        yield model
-    finally:
-        for m, attr, value in reversed(saved):
-            setattr(m, attr, value)
+    with kept_records(model):
+        saved = _set_modes(model)
+        try:
+            yield model
+        finally:
+            for m, attr, value in reversed(saved):
+                setattr(m, attr, value)
 
 
 def _key_of(seed: Any) -> jax.Array:

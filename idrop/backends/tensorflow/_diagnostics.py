@@ -21,7 +21,7 @@ from idrop.core import diagnostics as _diag
 from idrop.core.loss import batch_mean, per_sample_kl
 from idrop.core.spec import check_beta, check_n_train, no_info_dropout, not_a_layer
 
-from ._keras_tools import as_tensor, is_info_dropout, layers_of, package_of, xp
+from ._keras_tools import as_tensor, is_info_dropout, kept_records, layers_of, package_of, xp
 
 
 def _check_layer(layer: Any) -> Any:
@@ -77,7 +77,8 @@ def _probe(model: keras.Layer, x: Any, fn: Callable[[keras.Layer, Any], Any]) ->
     try:
         for layer in layers:
             object.__setattr__(layer, "_probe", probe)  # a plain attribute: not tracked, never saved
-        model(x, training=False)
+        with kept_records(model):
+            model(x, training=False)
     finally:
         for layer in layers:
             object.__setattr__(layer, "_probe", None)

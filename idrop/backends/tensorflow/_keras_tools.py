@@ -8,6 +8,7 @@ functional ops, so the same code serves each package's layers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import numbers
 from collections.abc import Iterator
@@ -87,3 +88,22 @@ class OpsNamespace:
 
 
 xp = OpsNamespace()
+
+
+@contextlib.contextmanager
+def kept_records(model: Any) -> Iterator[None]:
+    """Leave every InfoDropout's KL records (``.kl``, what ``kl_loss`` collects) and KL metric as they were."""
+    saved = []
+    for _, layer in layers_of(model):
+        if is_info_dropout(layer):
+            r = layer._kl_records
+            metric = [ops.copy(ops.convert_to_tensor(v)) for v in layer.kl_metric.variables]
+            saved.append((layer, list(r.kls), r.latest, r.inert, metric))
+    try:
+        yield
+    finally:
+        for layer, kls, latest, inert, metric in saved:
+            r = layer._kl_records
+            r.kls, r.latest, r.inert = kls, latest, inert
+            for v, value in zip(layer.kl_metric.variables, metric):
+                v.assign(value)

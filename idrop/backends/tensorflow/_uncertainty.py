@@ -19,7 +19,7 @@ from keras import ops
 from idrop.core import uncertainty as _mc
 from idrop.core.spec import check_count, check_flag, check_seed
 
-from ._keras_tools import as_tensor, is_info_dropout, is_noisy, layers_of, xp
+from ._keras_tools import as_tensor, is_info_dropout, is_noisy, kept_records, layers_of, xp
 
 
 def _forget_compiled(model: Any) -> None:
@@ -34,7 +34,9 @@ def sampling(model: keras.Layer) -> Iterator[keras.Layer]:
 
     Inside the block idrop's noisy layers (``InfoDropout`` and the baselines) apply their noise in
     inference calls (``model(x)``, ``model(x, training=False)``, ``model.predict``); batch norm and
-    every other layer behave as in inference. The flags are cleared on exit, also after an exception.
+    every other layer behave as in inference. The flags are cleared, and the layers' KL records (what
+    ``kl_loss`` collects) and KL metrics restored, on exit, also after an exception. A ``tf.function``
+    of your own traced outside the block keeps the mode it was traced in: trace it inside.
 
     Example:
         >>> import numpy as np, keras
@@ -48,15 +50,16 @@ def sampling(model: keras.Layer) -> Iterator[keras.Layer]:
     """
     layers = [layer for _, layer in layers_of(model) if is_noisy(layer)]
     saved = [(layer, getattr(layer, "_sampling", False)) for layer in layers]
-    try:
-        for layer in layers:
-            object.__setattr__(layer, "_sampling", True)  # a plain attribute: not tracked, never saved
-        _forget_compiled(model)
-        yield model
-    finally:
-        for layer, value in saved:
-            object.__setattr__(layer, "_sampling", value)
-        _forget_compiled(model)
+    with kept_records(model):
+        try:
+            for layer in layers:
+                object.__setattr__(layer, "_sampling", True)  # a plain attribute: not tracked, never saved
+            _forget_compiled(model)
+            yield model
+        finally:
+            for layer, value in saved:
+                object.__setattr__(layer, "_sampling", value)
+            _forget_compiled(model)
 
 
 class _SeededNoise:

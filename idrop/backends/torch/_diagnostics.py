@@ -23,6 +23,7 @@ from ._functional import alpha_from_logits, info_dropout
 from ._layers import InfoDropout
 from ._maps import unbatched
 from ._namespace import xp
+from ._uncertainty import kept_records
 
 
 def _check_layer(layer: Any) -> InfoDropout:
@@ -76,7 +77,8 @@ def _probe(model: nn.Module, x: torch.Tensor, fn: Callable[[InfoDropout, torch.T
     modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        model(x)
+        with kept_records(model):
+            model(x)
     finally:
         for h in handles:
             h.remove()

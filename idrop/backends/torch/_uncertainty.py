@@ -20,9 +20,25 @@ from idrop.core import uncertainty as _mc
 from idrop.core.spec import check_count, check_flag, check_input_type, check_seed
 
 from ._layers import InfoDropout, _NoisyMap
+from ._losses import KLRecords
 from ._namespace import xp
 
 _HALF = (torch.float16, torch.bfloat16)
+
+
+@contextlib.contextmanager
+def kept_records(model: nn.Module) -> Iterator[None]:
+    """Leave the KL records (``.kl`` and what ``kl_loss`` collects) of every layer as they were before the block."""
+    saved = [
+        (m, m.kl, list(m._kl_records), getattr(m, "_kl_inert", False))
+        for m in model.modules()
+        if isinstance(m, KLRecords)
+    ]
+    try:
+        yield
+    finally:
+        for m, kl, records, inert in saved:
+            m.kl, m._kl_records, m._kl_inert = kl, records, inert
 
 
 @contextlib.contextmanager
@@ -32,7 +48,8 @@ def sampling(model: nn.Module) -> Iterator[nn.Module]:
     Inside the block ``model`` is in evaluation mode (batch norm uses its running statistics, plain
     ``nn.Dropout`` is off) except the idrop noisy layers themselves (``InfoDropout`` and the baselines),
     whose ``training`` flag alone is set: the maps they wrap, and their ``norm``, stay in evaluation.
-    Every module's mode is restored on exit, also after an exception.
+    Every module's mode, and every layer's KL records (``.kl``, what ``kl_loss`` collects), are
+    restored on exit, also after an exception: sampling leaves no trace in the training loss.
 
     Example:
         >>> import torch
@@ -44,15 +61,16 @@ def sampling(model: nn.Module) -> Iterator[nn.Module]:
         (True, True)
     """
     modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        for m in model.modules():
-            if isinstance(m, _NoisyMap):
-                m.training = True  # not .train(): that would also put its norm in training mode
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with kept_records(model):
+        try:
+            model.eval()
+            for m in model.modules():
+                if isinstance(m, _NoisyMap):
+                    m.training = True  # not .train(): that would also put its norm in training mode
+            yield model
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
 
 class _SeededNoise:
