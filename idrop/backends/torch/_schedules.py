@@ -20,7 +20,7 @@ class BetaScheduler:
         >>> betas = []
         >>> for _ in range(3):
         ...     betas.append(sched.beta)  # loss = ib_loss(task, model, sched.beta, n_train)
-        ...     sched.step()
+        ...     _ = sched.step()
         >>> betas
         [0.0, 0.0005, 0.001]
     """
