@@ -94,13 +94,15 @@ def chunk_bounds(n_samples: int, chunk: int | None) -> list[tuple[int, int]]:
     return [(s, min(s + step, n_samples)) for s in range(0, n_samples, step)]
 
 
-def sample_seed(seed: int, sample: int, call: int) -> int:
+def sample_seed(seed: int, sample: int, call: int, *, joint: bool = False) -> int:
     """A 31-bit seed for the noise of one sample and one layer call, from the user's ``seed``.
 
     Each sample's noise depends only on ``(seed, sample, call)``, never on how the samples are
     chunked, so ``chunk=`` changes memory use and nothing else. ``numpy.random.SeedSequence``
-    mixes the three words (NumPy is the core's one dependency).
+    mixes the three words (NumPy is the core's one dependency). ``joint=True`` is the seed of one draw
+    for a whole chunk starting at ``sample`` (a layer that does not see the batch on its leading axis).
     """
     import numpy as np
 
-    return int(np.random.SeedSequence((seed, sample, call)).generate_state(1)[0] >> 1)
+    words = (seed, sample, call, 1) if joint else (seed, sample, call)
+    return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)

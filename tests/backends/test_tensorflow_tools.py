@@ -208,3 +208,20 @@ def test_the_tools_leave_the_kl_bookkeeping_alone() -> None:
         with sampling(net):
             net(X)
         assert float(kl_loss(net, 100)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_mc_predict_when_a_layer_does_not_see_the_batch_first() -> None:
+    class ExtraRow(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop, self.out = InfoDropout(L.Dense(8), seed=0), L.Dense(4)
+
+        def call(self, x, training=None):
+            return self.out(self.drop(keras.ops.concatenate([x, x[:1]]), training=training)[:-1])
+
+    net = ExtraRow()
+    a, b = mc_predict(net, X, 6, chunk=4, seed=1), mc_predict(net, X, 6, chunk=4, seed=1)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    assert (np.asarray(a.std) > 0).any()
+    with pytest.raises(ValueError, match="argument `x`"):
+        mc_predict(net, np.array(1.0, "float32"), 2)

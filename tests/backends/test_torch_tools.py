@@ -235,3 +235,23 @@ def test_a_no_grad_call_does_not_join_the_next_training_sum() -> None:
         net(X)  # e.g. a validation pass in training mode
     net(X)
     assert kl_loss(net, 1).item() == pytest.approx(one, rel=1e-6)
+
+
+class _ExtraRow(nn.Module):
+    """Its InfoDropout sees one row more than the batch: the per-sample noise falls back to one draw per chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop, self.out = InfoDropout(nn.Linear(6, 8)), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(torch.cat([x, x[:1]]))[:-1])
+
+
+def test_mc_predict_when_a_layer_does_not_see_the_batch_first() -> None:
+    torch.manual_seed(0)
+    net = _ExtraRow()
+    a, b = mc_predict(net, X, 6, chunk=4, seed=1), mc_predict(net, X, 6, chunk=4, seed=1)
+    assert torch.equal(a.mean, b.mean) and (a.std > 0).any()
+    with pytest.raises(ValueError, match="argument `x`"):
+        mc_predict(net, torch.tensor(1.0), 2)

@@ -154,7 +154,7 @@ class InfoDropout(NoisyMap):
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
         training = bool(training)
         probe = getattr(self, "_probe", None)  # set by kl_maps/alpha_stats/diagnostics for one pass
-        if probe is not None:
+        if probe is not None and not in_symbolic_scope():  # not while Keras infers output shapes
             probe(self, x)
         # `sampling(model)` turns the noise on in inference calls; everything else keeps `training`.
         noisy = training or _sampling(self)
@@ -167,7 +167,7 @@ class InfoDropout(NoisyMap):
         lognormal = self.spec.prior == "log-normal"
         batched = len(h.shape) > 1  # a 1-D input to Dense is one sample: a 0-d KL
         source = getattr(self, "_noise_source", None)  # set by mc_predict: per-sample seeded noise
-        if noisy and noise is None and source is not None:
+        if noisy and noise is None and source is not None and not in_symbolic_scope():
             noise = source(self, tuple(h.shape), compute_dtype(h))
         if noisy:
             kl_dtype = compute_dtype(h)

@@ -17,7 +17,7 @@ import keras
 from keras import ops
 
 from idrop.core import uncertainty as _mc
-from idrop.core.spec import check_count, check_flag, check_seed
+from idrop.core.spec import check_count, check_flag, check_input_rank, check_seed
 
 from ._keras_tools import as_tensor, is_info_dropout, is_noisy, kept_records, layers_of, xp
 
@@ -70,6 +70,11 @@ class _SeededNoise:
 
     def __call__(self, layer: keras.Layer, shape: tuple[int, ...], dtype: str) -> Any:
         call, self.calls = self.calls, self.calls + 1
+        if not shape or shape[0] is None or shape[0] % self.count:
+            # The layer does not see the tiled batch on its leading axis: one seeded draw for the chunk.
+            return keras.random.normal(
+                shape, dtype=dtype, seed=_mc.sample_seed(self.seed, self.first, call, joint=True)
+            )
         per_sample = (shape[0] // self.count, *shape[1:])
         draws = [
             keras.random.normal(per_sample, dtype=dtype, seed=_mc.sample_seed(self.seed, s, call))
@@ -107,7 +112,8 @@ def mc_predict(
         x: a batch (a tensor or NumPy array; the leading axis is the batch; ``x[None]`` for one example).
         n_samples: number of stochastic forward passes (an int >= 1).
         chunk: samples per call (the batch is tiled ``chunk`` times; memory grows with it); ``None``
-            runs all at once. The result does not depend on it.
+            runs all at once. The result does not depend on it when every InfoDropout sees the batch on
+            its leading axis (else each chunk's noise is one seeded draw).
         seed: seed of the noise (an int >= 0): the same seed gives the same result. ``None`` draws
             one from fresh OS entropy (a different result each call).
         from_logits: apply a softmax over the last axis (default); ``False`` when the model returns
@@ -126,6 +132,7 @@ def mc_predict(
         ((5, 3), (5,))
     """
     x = as_tensor("x", x)
+    check_input_rank("x", tuple(x.shape))
     n_samples = check_count("n_samples", n_samples, "the number of stochastic forward passes")
     chunk = check_count("chunk", chunk, "samples per forward pass", allow_none=True)
     seed = check_seed("seed", seed)

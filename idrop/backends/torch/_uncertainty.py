@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from idrop.core import uncertainty as _mc
-from idrop.core.spec import check_count, check_flag, check_input_type, check_seed
+from idrop.core.spec import check_count, check_flag, check_input_rank, check_input_type, check_seed
 
 from ._layers import InfoDropout, _NoisyMap
 from ._losses import KLRecords
@@ -82,6 +82,13 @@ class _SeededNoise:
     def __call__(self, layer: nn.Module, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         call, self.calls = self.calls, self.calls + 1
         dtype = torch.float32 if like.dtype in _HALF else like.dtype
+        if not shape or shape[0] % self.count:
+            # The layer does not see the repeated batch on its leading axis: one seeded draw for the chunk
+            # (reproducible for a given chunk, no longer independent of it).
+            g = torch.Generator(device=like.device).manual_seed(
+                _mc.sample_seed(self.seed, self.first, call, joint=True)
+            )
+            return torch.randn(shape, generator=g, device=like.device, dtype=dtype)
         per_sample = (shape[0] // self.count, *shape[1:])
         draws = []
         for s in range(self.first, self.first + self.count):
@@ -119,7 +126,8 @@ def mc_predict(
         x: a batch (the leading axis is the batch; pass ``x[None]`` for one example).
         n_samples: number of stochastic forward passes (an int >= 1).
         chunk: samples per forward pass (the batch is repeated ``chunk`` times; memory grows with it);
-            ``None`` runs all at once. The result does not depend on it.
+            ``None`` runs all at once. The result does not depend on it when every InfoDropout sees the
+            batch on its leading axis (else each chunk's noise is one seeded draw).
         seed: seed of the noise (an int >= 0): the same seed gives the same result. ``None`` draws
             one from torch's global generator.
         from_logits: apply a softmax over the last axis to the model's outputs (default); ``False``
@@ -138,6 +146,7 @@ def mc_predict(
         ((5, 3), (5,))
     """
     check_input_type("x", x, isinstance(x, torch.Tensor))
+    check_input_rank("x", tuple(x.shape))
     n_samples = check_count("n_samples", n_samples, "the number of stochastic forward passes")
     chunk = check_count("chunk", chunk, "samples per forward pass", allow_none=True)
     seed = check_seed("seed", seed)
