@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "keras": "keras"}
 #: examples/keras runs on a Keras backend other than CI's default (tensorflow): the one a Keras-on-JAX user has.
 KERAS_BACKEND = "jax"
-FINAL = {"mnist": "test error", "cluttered": "KL in digit box", "vae": "test ELBO"}
+FINAL = {"mnist": "test error", "cluttered": "KL in digit box", "vae": "test ELBO", "uncertainty": "noise 1.0   MI"}
 DRIVER = """
 import os, runpy, sys
 for script, extra in [("mnist", []), ("cluttered", ["--canvas", "48"]), ("vae", ["--hidden", "64", "--latent", "16"])]:
@@ -24,6 +24,10 @@ for script, extra in [("mnist", []), ("cluttered", ["--canvas", "48"]), ("vae", 
         continue
     sys.argv = [script, "--data-dir", DATA, "--epochs", "1", "--limit", "200", *extra]
     runpy.run_path(f"{DIR}/{script}.py", run_name="__main__")
+# The uncertainty demo (examples/uncertainty.py), one backend in this process.
+sys.argv = ["uncertainty", "--backend", DIR.rsplit("/", 1)[1], "--data-dir", DATA, "--epochs", "1", "--limit", "200",
+            "--n-test", "50", "--samples", "4", "--chunk", "3"]
+runpy.run_path(f"{DIR}/../uncertainty.py", run_name="__main__")
 """
 
 
@@ -57,6 +61,6 @@ def test_examples_run(backend: str, data_dir: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     for script, line in FINAL.items():
-        if not (EXAMPLES / backend / f"{script}.py").exists():
+        if script != "uncertainty" and not (EXAMPLES / backend / f"{script}.py").exists():  # the demo is shared
             continue
         assert line in out.stdout, f"{backend}/{script}.py printed no '{line}' line:\n{out.stdout[-2000:]}"

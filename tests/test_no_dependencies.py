@@ -8,7 +8,9 @@ import pytest
 HEAVY = ("torch", "tensorflow", "keras", "jax", "flax", "matplotlib", "scipy")
 
 
-@pytest.mark.parametrize("module", ["idrop", "idrop.core", "idrop.backends", "idrop.conformance._harness"])
+@pytest.mark.parametrize(
+    "module", ["idrop", "idrop.core", "idrop.backends", "idrop.conformance._harness", "idrop.plotting"]
+)
 def test_import_is_light(module):
     code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idrop.backends.torch import InfoDropout, kl_loss
+from idrop.backends.torch import InfoDropout, kl_loss, kl_map
 from idrop.data import cluttered_mnist, mnist_splits
-from idrop.experiments._torch_common import per_unit_kl, refresh_batch_norm
+from idrop.experiments._torch_common import refresh_batch_norm
 from idrop.experiments.cluttered import QUICK
 from idrop.experiments.cluttered._measure import localisation
 from idrop.experiments.cluttered.torch import ClutteredCNN
@@ -66,7 +66,7 @@ def main() -> None:
     with torch.no_grad():
         x_test_t = torch.tensor(test.images[:, None], device=device)
         error = (model(x_test_t).argmax(1).cpu() != torch.tensor(test.labels)).float().mean().item()
-        kl = per_unit_kl(first, seen["x"]).sum(1).cpu().numpy()
+        kl = kl_map(first, seen["x"]).sum(1).cpu().numpy()
         energy = first.activation_of(seen["x"]).square().sum(1).cpu().numpy()
     handle.remove()
     out = localisation(kl, energy, test.images, test.boxes, args.canvas)

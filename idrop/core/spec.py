@@ -159,6 +159,46 @@ def check_n_train(n_train: Any) -> int:
     return int(n_train)
 
 
+def check_count(name: str, value: Any, what: str, *, allow_none: bool = False) -> int | None:
+    """Return a positive count (``n_samples``, ``chunk``) as an int, or raise; ``what`` says what it counts.
+
+    Example:
+        >>> check_count("n_samples", 8, "the number of stochastic forward passes")
+        8
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, _numpy_bool())) or not isinstance(value, numbers.Integral) or value < 1:
+        expected = f"an int >= 1 ({what})" + (" or None" if allow_none else "")
+        raise invalid(name, expected, value)
+    return int(value)
+
+
+def check_seed(name: str, value: Any, *, allow_none: bool = True) -> int | None:
+    """Return an int seed ``>= 0`` (or ``None`` when allowed), or raise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, _numpy_bool())) or not isinstance(value, numbers.Integral) or value < 0:
+        raise invalid(name, "an int >= 0" + (" or None" if allow_none else ""), value)
+    return int(value)
+
+
+def not_a_layer(name: str, value: Any, expected: str) -> TypeError:
+    """The error for a diagnostic asked of something that is not an Information Dropout layer."""
+    return TypeError(
+        f"Invalid type received for argument `{name}`. Expected {expected}. "
+        f"Received: {name} of type {type(value).__name__}"
+    )
+
+
+def no_info_dropout(name: str) -> ValueError:
+    """The error for a model without any Information Dropout layer where one is needed."""
+    return ValueError(
+        f"Invalid value received for argument `{name}`. Expected a model holding at least one InfoDropout layer "
+        "(wrap a layer with InfoDropout first). Received: a model without one"
+    )
+
+
 def check_probability(name: str, value: Any, *, allow_one: bool = False) -> float:
     """Return a dropout rate in ``[0, 1)`` (or ``[0, 1]``), or raise."""
     v = _check_real(name, value)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from idrop.backends.jax import BinaryDropout, InfoDropout, info_dropout, kl_loss
+from idrop.backends.jax import BinaryDropout, InfoDropout, kl_loss
 
 
 def pick_device(name: str | None) -> jax.Device:
@@ -101,26 +101,6 @@ def noisy_block(
 
 def is_noisy(m: Any) -> bool:
     return isinstance(m, (InfoDropout, BinaryDropout, nnx.Dropout))
-
-
-def per_unit_kl(layer: InfoDropout, x: jax.Array) -> jax.Array:
-    """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps).
-
-    Computed with the pure :func:`info_dropout` on the layer's own ``f`` and alpha logits, so it
-    does not depend on whether a deterministic call of the module keeps its KL.
-    """
-    f = layer.activation_of(x)
-    lognormal = layer.spec.prior == "log-normal"
-    _, kl = info_dropout(
-        None,
-        f,
-        layer.alpha_layer(x),
-        **layer.spec.kl_options,
-        deterministic=True,
-        mu=layer.mu[...] if lognormal else None,
-        sigma=layer.sigma if lognormal else None,
-    )
-    return kl
 
 
 class Modes:

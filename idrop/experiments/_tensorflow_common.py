@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import BinaryDropout, InfoDropout, info_dropout
+from idrop.backends.tensorflow import BinaryDropout, InfoDropout
 
 _configured = False
 
@@ -149,28 +149,6 @@ def refresh_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int) -> No
     for m, (mean, var) in zip(norms, sums):
         m.moving_mean.assign((mean / count).astype(np.float32))
         m.moving_variance.assign((var / count).astype(np.float32))
-
-
-def per_unit_kl(layer: InfoDropout, x: Any) -> Any:
-    """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps).
-
-    Computed from the layer's own maps through the functional op, so it does not depend on
-    whether the layer itself computes a KL in inference mode.
-    """
-    h = layer.layer(x)
-    if layer.norm is not None:
-        h = layer.norm(h, training=False)
-    f = keras.ops.relu(h) if layer.activation == "relu" else keras.ops.softplus(h)
-    lognormal = layer.spec.prior == "log-normal"
-    _, kl = info_dropout(
-        f,
-        layer.alpha_layer(x),
-        **layer.spec.kl_options,
-        training=False,
-        mu=layer.mu if lognormal else None,
-        sigma=layer.sigma if lognormal else None,
-    )
-    return kl
 
 
 def state_variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[Any]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from idrop.backends.torch import BinaryDropout, InfoDropout, info_dropout
+from idrop.backends.torch import BinaryDropout, InfoDropout
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -102,18 +102,3 @@ class TorchCheckpoint:
 
     def load_state(self, path: Path) -> None:
         load_torch_state(path, self.model, self.optimizer, getattr(self, "scheduler", None), self.rng)
-
-
-def per_unit_kl(layer: InfoDropout, x: torch.Tensor) -> torch.Tensor:
-    """The per-unit KL of ``layer`` on input ``x``, without noise (for heat maps)."""
-    f = layer.activation_of(x)
-    lognormal = layer.spec.prior == "log-normal"
-    _, kl = info_dropout(
-        f,
-        layer.alpha_layer(x),
-        **layer.spec.kl_options,
-        training=False,
-        mu=layer.mu if lognormal else None,
-        sigma=layer.sigma if lognormal else None,
-    )
-    return kl

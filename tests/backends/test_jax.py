@@ -20,22 +20,36 @@ from idrop.backends import jax as J  # noqa: E402
 
 def test_public_names_are_frozen_and_resolve():
     assert J.__all__ == [
+        "AlphaStats",
         "BinaryDropout",
         "GaussianDropout",
+        "IdropWarning",
         "InfoDropout",
         "KLTerm",
         "LogNormalDropout",
+        "MCPrediction",
         "alpha_from_logits",
+        "alpha_map",
+        "alpha_stats",
+        "beta_schedule",
         "binary_dropout",
+        "diagnostics",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
         "info_dropout",
         "kl_loss",
+        "kl_map",
+        "kl_maps",
         "lognormal_dropout",
+        "mc_predict",
+        "plot_kl_maps",
+        "sampling",
     ]
+    shared = {"AlphaStats", "IdropWarning", "MCPrediction"}  # result types and warning of idrop.core, one class
     for name in J.__all__:
-        assert getattr(J, name).__module__.startswith("idrop.backends.jax.")
+        prefix = "idrop.core." if name in shared else "idrop.backends.jax."
+        assert getattr(J, name).__module__.startswith(prefix)
     from idrop.backends.jax import _namespace
 
     assert not hasattr(J, "xp") and callable(_namespace.xp.exp)

@@ -29,18 +29,32 @@ def test_public_names_are_frozen():
     import idrop.backends.tensorflow as backend
 
     assert backend.__all__ == [
+        "AlphaStats",
+        "BetaScheduler",
         "BinaryDropout",
+        "DiagnosticsCallback",
         "GaussianDropout",
+        "IdropWarning",
         "InfoDropout",
         "LogNormalDropout",
+        "MCPrediction",
         "alpha_from_logits",
+        "alpha_map",
+        "alpha_stats",
+        "beta_schedule",
         "binary_dropout",
+        "diagnostics",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
         "info_dropout",
         "kl_loss",
+        "kl_map",
+        "kl_maps",
         "lognormal_dropout",
+        "mc_predict",
+        "plot_kl_maps",
+        "sampling",
     ]
     assert all(callable(getattr(backend, name)) for name in backend.__all__)
     assert not hasattr(backend, "xp")  # importable from ._namespace, not public

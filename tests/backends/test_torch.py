@@ -228,18 +228,31 @@ def test_public_names_are_frozen_and_resolve():
     import idrop.backends.torch as backend
 
     assert backend.__all__ == [
+        "AlphaStats",
+        "BetaScheduler",
         "BinaryDropout",
         "GaussianDropout",
+        "IdropWarning",
         "InfoDropout",
         "LogNormalDropout",
+        "MCPrediction",
         "alpha_from_logits",
+        "alpha_map",
+        "alpha_stats",
+        "beta_schedule",
         "binary_dropout",
+        "diagnostics",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
         "info_dropout",
         "kl_loss",
+        "kl_map",
+        "kl_maps",
         "lognormal_dropout",
+        "mc_predict",
+        "plot_kl_maps",
+        "sampling",
     ]
     assert all(getattr(backend, name) is not None for name in backend.__all__)
     from idrop.backends.torch._kernel import info_dropout_kernel

@@ -31,6 +31,16 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("jax", "JAX and Flax") from err
 
+from idrop.core.diagnostics import AlphaStats as AlphaStats
+from idrop.core.diagnostics import IdropWarning as IdropWarning
+from idrop.core.uncertainty import MCPrediction as MCPrediction
+
+from ._diagnostics import alpha_map as alpha_map
+from ._diagnostics import alpha_stats as alpha_stats
+from ._diagnostics import diagnostics as diagnostics
+from ._diagnostics import kl_map as kl_map
+from ._diagnostics import kl_maps as kl_maps
+from ._diagnostics import plot_kl_maps as plot_kl_maps
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -44,19 +54,34 @@ from ._layers import LogNormalDropout as LogNormalDropout
 from ._losses import KLTerm as KLTerm
 from ._losses import ib_loss as ib_loss
 from ._losses import kl_loss as kl_loss
+from ._schedules import beta_schedule as beta_schedule
+from ._uncertainty import mc_predict as mc_predict
+from ._uncertainty import sampling as sampling
 
 __all__ = [
+    "AlphaStats",
     "BinaryDropout",
     "GaussianDropout",
+    "IdropWarning",
     "InfoDropout",
     "KLTerm",
     "LogNormalDropout",
+    "MCPrediction",
     "alpha_from_logits",
+    "alpha_map",
+    "alpha_stats",
+    "beta_schedule",
     "binary_dropout",
+    "diagnostics",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
     "info_dropout",
     "kl_loss",
+    "kl_map",
+    "kl_maps",
     "lognormal_dropout",
+    "mc_predict",
+    "plot_kl_maps",
+    "sampling",
 ]

@@ -179,6 +179,9 @@ class InfoDropout(_NoisyMap):
         self, x: jax.Array, noise: jax.Array | None = None, deterministic: bool | None = None, rngs: Any = None
     ) -> jax.Array:
         """Apply the layer; ``noise`` is the standard-normal ``eps`` shaped like the output."""
+        probe = getattr(self, "_probe", None)  # set by kl_maps/alpha_stats/diagnostics for one pass
+        if probe is not None:
+            probe(self, x)
         deterministic = self._mode(deterministic)
         if deterministic and not self.eval_kl:  # the plain map; nothing recorded
             f = self.activation_of(x)

@@ -48,6 +48,11 @@ from idrop.core.spec import (
 )
 
 
+def _sampling(layer: keras.Layer) -> bool:
+    """Whether ``sampling(model)`` has turned this layer's noise on (a plain attribute, never saved)."""
+    return getattr(layer, "_sampling", False)
+
+
 @keras.saving.register_keras_serializable(package="idrop")
 class InfoDropout(NoisyMap):
     r"""Information Dropout around a dense or convolutional layer (Achille & Soatto 2016).
@@ -155,7 +160,12 @@ class InfoDropout(NoisyMap):
 
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
         training = bool(training)
-        if not training and not self.eval_kl:
+        probe = getattr(self, "_probe", None)  # set by kl_maps/alpha_stats/diagnostics for one pass
+        if probe is not None and not in_symbolic_scope():  # not while Keras infers output shapes
+            probe(self, x)
+        # `sampling(model)` turns the noise on in inference calls; everything else keeps `training`.
+        noisy = training or _sampling(self)
+        if not noisy and not self.eval_kl:
             if not in_symbolic_scope():  # not while Keras infers output shapes
                 self._kl_records.skip()  # no alpha branch, no KL, no metric update
             return self.activation_of(x)
@@ -163,7 +173,10 @@ class InfoDropout(NoisyMap):
         check_same_shape(h.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
         batched = len(h.shape) > 1  # a 1-D input to Dense is one sample: a 0-d KL
-        if training:
+        source = getattr(self, "_noise_source", None)  # set by mc_predict: per-sample seeded noise
+        if noisy and noise is None and source is not None and not in_symbolic_scope():
+            noise = source(self, tuple(h.shape), compute_dtype(h))
+        if noisy:
             kl_dtype = compute_dtype(h)
             if noise is None:
                 noise = kernel_noise(self.seed_generator, h)
@@ -185,12 +198,17 @@ class InfoDropout(NoisyMap):
             kl = _per_sample_kl(kl, batched=batched, xp=xp)
         if not in_symbolic_scope():
             # Added while some tape may differentiate it (or in a trace); else it replaces the records.
-            self._kl_records.record(kl, add=adds_records(training))
+            self._kl_records.record(kl, add=adds_records(noisy))
         if self.kl_metric is not None:
             self.kl_metric.update_state(kl)
         if training and self.beta is not None and self.n_train is not None:  # both or neither (__init__)
-            self.add_loss(ops.cast(self.beta * kl_term([kl], self.n_train), keras.config.floatx()))
+            self.add_loss(ops.cast(self._beta_now() * kl_term([kl], self.n_train), keras.config.floatx()))
         return z
+
+    def _beta_now(self) -> Any:
+        """``beta``, or the value of the schedule a ``BetaScheduler`` callback installed for ``fit``."""
+        scheduled = getattr(self, "_beta_schedule", None)
+        return self.beta if scheduled is None else scheduled()
 
     @property
     def kl(self) -> Any:  # type: ignore[override]  # NoisyMap's is a class attribute, None
@@ -233,7 +251,9 @@ class BinaryDropout(NoisyMap):
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
         f = self.activation_of(x)
         with plain_errors():
-            return binary_dropout(f, self.rate, training=bool(training), noise=noise, seed=self.seed_generator)
+            return binary_dropout(
+                f, self.rate, training=bool(training) or _sampling(self), noise=noise, seed=self.seed_generator
+            )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
@@ -246,7 +266,9 @@ class GaussianDropout(BinaryDropout):
     def call(self, x: Any, training: bool | None = None, noise: Any = None) -> Any:
         f = self.activation_of(x)
         with plain_errors():
-            return gaussian_dropout(f, self.rate, training=bool(training), noise=noise, seed=self.seed_generator)
+            return gaussian_dropout(
+                f, self.rate, training=bool(training) or _sampling(self), noise=noise, seed=self.seed_generator
+            )
 
 
 @keras.saving.register_keras_serializable(package="idrop")
@@ -272,7 +294,12 @@ class LogNormalDropout(NoisyMap):
         f, seed = self.activation_of(x), self.seed_generator
         with plain_errors():
             return lognormal_dropout(
-                f, self.alpha, mean_one=self.mean_one, training=bool(training), noise=noise, seed=seed
+                f,
+                self.alpha,
+                mean_one=self.mean_one,
+                training=bool(training) or _sampling(self),
+                noise=noise,
+                seed=seed,
             )
 
     def get_config(self) -> dict[str, Any]:

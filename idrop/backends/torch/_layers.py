@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from idrop.core import functional as _functional
 from idrop.core._xp import activation as _activation
@@ -34,11 +35,21 @@ def _reject(owner: nn.Module, unknown: dict) -> None:
         raise unexpected_keyword(type(owner).__name__, next(iter(unknown)))
 
 
-class _NoisyMap(nn.Module):
-    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share."""
+class _NoisyMap(_DropoutNd):
+    """``noise(act(norm(layer(x))))``: what Information Dropout and its baselines share.
+
+    A ``_DropoutNd`` (torch's base of every dropout module) with a positive ``p``, so the MC-dropout
+    wrappers of other libraries, which collect ``isinstance(m, _DropoutNd)`` modules with ``p > 0`` and
+    call ``m.train()`` on them in evaluation (torch-uncertainty's ``MCDropout``, the usual
+    ``enable_dropout`` recipe), find these layers and turn their noise on. ``p`` is not a drop
+    probability here except for ``BinaryDropout``: it is the layer's noise level (``max_alpha``,
+    ``rate`` or ``alpha``). :func:`idrop.backends.torch.sampling` is the native switch.
+    """
+
+    inplace = False  # read by code that inspects _DropoutNd modules; these layers never work in place
 
     def __init__(self, layer: nn.Module, activation: str, norm: nn.Module | None) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not _DropoutNd.__init__, which would store a rate `p`
         self.spec_activation = InfoDropoutSpec(activation=activation).activation
         self.layer = layer
         self.norm = norm
@@ -139,6 +150,11 @@ class InfoDropout(KLRecords, _NoisyMap):
         """The log-normal prior's standard deviation (``None`` for the log-uniform prior)."""
         return self.log_sigma.exp() if self.spec.prior == "log-normal" else None
 
+    @property
+    def p(self) -> float:
+        """The noise level ``max_alpha``, as ``_DropoutNd.p`` for MC-dropout wrappers (see ``_NoisyMap``)."""
+        return self.spec.max_alpha
+
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -155,6 +171,9 @@ class InfoDropout(KLRecords, _NoisyMap):
             h = self.norm(h)
         check_same_shape(h.shape, alpha_logits.shape)
         check_noise(noise, h)
+        source = getattr(self, "_noise_source", None)  # set by mc_predict: per-sample seeded noise
+        if noise is None and source is not None and self.training:
+            noise = source(self, tuple(h.shape), h)
         lognormal = self.spec.prior == "log-normal"
         mu, sigma = prior_params(self.spec, h, self.mu if lognormal else None, self.sigma if lognormal else None)
         seen = None
@@ -207,6 +226,11 @@ class BinaryDropout(_NoisyMap):
         super().__init__(layer, activation, norm)
         self.rate = rate
 
+    @property
+    def p(self) -> float:
+        """The dropout rate, as ``_DropoutNd.p``."""
+        return self.rate
+
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -247,6 +271,11 @@ class LogNormalDropout(_NoisyMap):
         super().__init__(layer, activation, norm)
         self.alpha = alpha
         self.mean_one = mean_one
+
+    @property
+    def p(self) -> float:
+        """The fixed noise scale ``alpha``, as ``_DropoutNd.p`` for MC-dropout wrappers."""
+        return self.alpha
 
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None

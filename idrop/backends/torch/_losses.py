@@ -53,6 +53,7 @@ class KLRecords:
     def _clear_records(self) -> None:
         self.kl = None
         self._kl_records: list[tuple[torch.Tensor, Seen | None]] = []
+        self._kl_inert = False  # the records hold one call with nothing to differentiate
 
     def _record(self, kl: torch.Tensor | None, *, accumulate: bool, seen: Seen | None = None) -> None:
         """Keep ``kl`` as ``.kl``; add it to the records (dropping those a backward consumed), or
@@ -62,15 +63,18 @@ class KLRecords:
         self.kl = kl
         records = [] if kl is None else [(kl, seen)]
         if accumulate:
-            kept = [r for r in self._kl_records if r[1] is None or not r[1].seen]
-            self._kl_records = kept + records
+            # A record of a call with nothing to differentiate (under no_grad, in evaluation) must not
+            # join a training step's sum, as in the TensorFlow adapter (design notes, section 3).
+            old = [] if getattr(self, "_kl_inert", False) else self._kl_records
+            self._kl_records = [r for r in old if r[1] is None or not r[1].seen] + records
         else:
             self._kl_records = records
+        self._kl_inert = not accumulate
 
     def __getstate__(self) -> dict[str, Any]:
         # A record is a graph node of one step, which deepcopy refuses and pickling would carry off.
         state = super().__getstate__()  # type: ignore[misc]  # nn.Module's (mypy sees no framework types)
-        state["kl"], state["_kl_records"] = None, []
+        state["kl"], state["_kl_records"], state["_kl_inert"] = None, [], False
         return state
 
 

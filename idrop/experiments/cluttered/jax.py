@@ -11,7 +11,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from idrop.backends.jax import InfoDropout
+from idrop.backends.jax import InfoDropout, kl_map
 from idrop.experiments import RunKey
 from idrop.experiments._jax_common import (
     JaxCheckpoint,
@@ -20,7 +20,6 @@ from idrop.experiments._jax_common import (
     create,
     ib_train_step,
     is_noisy,
-    per_unit_kl,
     pick_device,
     refresh_batch_norm,
 )
@@ -98,7 +97,7 @@ class ClutteredCNN(nnx.Module):
         keys = dict(zip(map(id, noisy), jax.random.split(key, len(noisy)))) if key is not None else {}
         for layer in self.features:
             if maps is not None and isinstance(layer, InfoDropout):
-                maps.append((per_unit_kl(layer, x).sum(-1), jnp.square(layer.activation_of(x)).sum(-1)))
+                maps.append((kl_map(layer, x).sum(-1), jnp.square(layer.activation_of(x)).sum(-1)))
             x = layer(x, rngs=keys.get(id(layer))) if is_noisy(layer) else layer(x)
         return self.linear(x.mean(axis=(1, 2)))
 

@@ -13,14 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import InfoDropout, kl_loss
+from idrop.backends.tensorflow import InfoDropout, kl_loss, kl_map
 from idrop.experiments import RunKey
 from idrop.experiments._tensorflow_common import (
     BatchNorm,
     KerasCheckpoint,
     batches,
     configure,
-    per_unit_kl,
     refresh_batch_norm,
     use_jit,
 )
@@ -80,7 +79,7 @@ class ClutteredCNN(keras.Model):
         kls, energies = [], []
         for layer in self.blocks:
             if isinstance(layer, InfoDropout):
-                kls.append(tf.reduce_sum(per_unit_kl(layer, x), axis=-1))
+                kls.append(tf.reduce_sum(kl_map(layer, x), axis=-1))
                 f = layer.norm(layer.layer(x), training=False)
                 f = keras.ops.relu(f) if layer.activation == "relu" else keras.ops.softplus(f)
                 energies.append(tf.reduce_sum(tf.square(f), axis=-1))

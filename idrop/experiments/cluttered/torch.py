@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idrop.backends.torch import InfoDropout, kl_loss
+from idrop.backends.torch import InfoDropout, kl_loss, kl_map
 from idrop.experiments import RunKey
 from idrop.experiments._torch_common import (
     TorchCheckpoint,
     batches,
-    per_unit_kl,
     pick_device,
     refresh_batch_norm,
 )
@@ -133,7 +132,7 @@ def _maps(model: nn.Module, x: np.ndarray, batch_size: int, device: torch.device
 
     def hook(i: int):
         def record(mod: InfoDropout, inp: tuple[torch.Tensor, ...]) -> None:
-            kls[i].append(per_unit_kl(mod, inp[0]).sum(1).cpu().numpy())
+            kls[i].append(kl_map(mod, inp[0]).sum(1).cpu().numpy())
             energies[i].append(mod.activation_of(inp[0]).square().sum(1).cpu().numpy())
 
         return record
