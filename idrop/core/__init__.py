@@ -8,6 +8,8 @@ from . import reference as reference
 from ._xp import relu as relu
 from ._xp import sigmoid as sigmoid
 from ._xp import softplus as softplus
+from .diagnostics import AlphaStats as AlphaStats
+from .diagnostics import IdropWarning as IdropWarning
 from .functional import alpha_from_logits as alpha_from_logits
 from .functional import info_dropout as info_dropout
 from .functional import prior_for as prior_for
@@ -29,6 +31,8 @@ from .priors import LogNormalPosterior as LogNormalPosterior
 from .priors import LogNormalPrior as LogNormalPrior
 from .priors import LogUniformPrior as LogUniformPrior
 from .priors import StandardNormalPrior as StandardNormalPrior
+from .schedules import BetaSchedule as BetaSchedule
+from .schedules import beta_schedule as beta_schedule
 from .spec import InfoDropoutSpec as InfoDropoutSpec
 from .spec import check_alpha_min as check_alpha_min
 from .spec import check_beta as check_beta
@@ -38,18 +42,24 @@ from .spec import check_n_train as check_n_train
 from .spec import check_nonnegative as check_nonnegative
 from .spec import check_probability as check_probability
 from .spec import check_same_shape as check_same_shape
+from .uncertainty import MCPrediction as MCPrediction
 
 __all__ = [
     "KL_REGISTRY",
     "NOISE_LAWS",
+    "AlphaStats",
+    "BetaSchedule",
     "GaussianPosterior",
+    "IdropWarning",
     "InfoDropoutSpec",
     "LogNormalPosterior",
     "LogNormalPrior",
     "LogUniformPrior",
+    "MCPrediction",
     "StandardNormalPrior",
     "alpha_from_logits",
     "bernoulli_noise",
+    "beta_schedule",
     "check_alpha_min",
     "check_beta",
     "check_float_dtype",

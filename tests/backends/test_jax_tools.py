@@ -44,7 +44,7 @@ class Net(nnx.Module):
         return self.out(self.plain(self.drop(x)))
 
 
-X = jax.random.normal(jax.random.key(1), (5, 6))
+X = jax.random.normal(jax.random.key(1), (5, 6), dtype=jnp.float32)  # float32 also when x64 is on
 
 
 def test_mc_predict_is_seeded_and_independent_of_chunking() -> None:
@@ -123,7 +123,7 @@ def test_kl_map_is_the_noiseless_kl_of_the_layer() -> None:
 
 def test_alpha_stats_and_diagnostics_warn_once() -> None:
     net = Net()
-    net.drop.alpha_layer.bias[...] = jnp.full((16,), 50.0)  # every unit at the cap
+    net.drop.alpha_layer.bias[...] = jnp.full((16,), 50.0, jnp.float32)  # every unit at the cap
     stats = alpha_stats(net, X)
     assert float(stats["drop"].pinned_high) == 1.0
     core_diag.reset_warnings()

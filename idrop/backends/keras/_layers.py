@@ -60,9 +60,10 @@ class InfoDropout(NoisyMap):
     .. math:: z = f(x)\,e^{\alpha(x)\,\epsilon}, \quad f = \mathrm{act}(\mathrm{norm}(\mathrm{layer}(x))),
         \quad \alpha = \alpha_{\min} + \alpha_{\max}\,\sigma(\mathrm{alpha\_layer}(x))
 
-    With ``training=True`` the log-normal noise is applied; otherwise the output is
-    ``f(x)``. In training calls (and evaluation calls with ``eval_kl=True``) the per-sample
-    KL (eq. 3 or 4, summed over units; 0-d for an input without batch axis) is recorded for
+    With ``training=True`` (or inside :func:`sampling`, which :func:`mc_predict` uses) the
+    log-normal noise is applied; otherwise the output is ``f(x)``. In training calls (and
+    evaluation calls with ``eval_kl=True``) the per-sample KL (eq. 3 or 4, summed over units;
+    0-d for an input without batch axis) is recorded for
     :func:`kl_loss` / :func:`ib_loss`, which collect every call since the last collection, left
     on ``.kl`` (the last call's; ``None`` after an evaluation call without ``eval_kl``, which
     skips the alpha branch), and averaged in the metric ``"<name>_kl"``, which ``model.fit``

@@ -76,7 +76,9 @@ class InfoDropout(KLRecords, _NoisyMap):
     unbatched input) and recorded for :func:`kl_loss` and :func:`ib_loss`, which collect every
     call since the last collection (docs/design-notes.md section 3). In evaluation mode the
     output is ``f(x)``, computed without the alpha branch, and ``.kl`` is ``None`` unless
-    ``eval_kl=True``. Copies (``copy.deepcopy``, pickling) start with no KL.
+    ``eval_kl=True``. Copies (``copy.deepcopy``, pickling) start with no KL. It is a ``_DropoutNd``
+    with ``p = max_alpha``, so MC-dropout wrappers find it; :func:`sampling` and :func:`mc_predict` turn
+    its noise on with the rest of the model in evaluation.
 
     Training steps run the element-wise chain as one autograd function that keeps only ``f``
     (or the pre-activation) and the alpha logits for backward (the noise is drawn again from
