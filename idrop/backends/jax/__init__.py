@@ -8,7 +8,7 @@ inside the loss function (see ``_losses.py`` for the bookkeeping, ``_layers.py``
 transforms). Half-precision inputs get their KL, alpha and noise in float32.
 
 Modules: ``_namespace`` (the ``xp`` shim, dtype and input rules, noise draws, RNG plumbing),
-``_functional`` (pure functions), ``_kernel`` (the ``jax.custom_vjp`` training kernel),
+``_functional`` (pure functions), ``_kernel`` (the ``jax.custom_jvp`` training kernel),
 ``_maps`` (the wrapped and alpha maps), ``_layers`` (NNX modules), ``_losses`` (KL bookkeeping).
 
 Example:
