@@ -33,6 +33,8 @@ def test_public_names_are_frozen_and_resolve():
         "info_dropout",
         "kl_loss",
         "lognormal_dropout",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     for name in J.__all__:
         assert getattr(J, name).__module__.startswith("idrop.backends.jax.")

@@ -41,6 +41,8 @@ def test_public_names_are_frozen():
         "info_dropout",
         "kl_loss",
         "lognormal_dropout",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     assert all(callable(getattr(backend, name)) for name in backend.__all__)
     assert not hasattr(backend, "xp")  # importable from ._namespace, not public

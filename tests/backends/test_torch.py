@@ -240,6 +240,8 @@ def test_public_names_are_frozen_and_resolve():
         "info_dropout",
         "kl_loss",
         "lognormal_dropout",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     assert all(getattr(backend, name) is not None for name in backend.__all__)
     from idrop.backends.torch._kernel import info_dropout_kernel

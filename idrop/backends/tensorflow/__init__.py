@@ -48,6 +48,8 @@ from ._layers import InfoDropout as InfoDropout
 from ._layers import LogNormalDropout as LogNormalDropout
 from ._losses import ib_loss as ib_loss
 from ._losses import kl_loss as kl_loss
+from ._surgery import strip_info_dropout as strip_info_dropout
+from ._surgery import to_info_dropout as to_info_dropout
 
 __all__ = [
     "BinaryDropout",
@@ -62,4 +64,6 @@ __all__ = [
     "info_dropout",
     "kl_loss",
     "lognormal_dropout",
+    "strip_info_dropout",
+    "to_info_dropout",
 ]
