@@ -31,6 +31,8 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework("jax", "JAX and Flax") from err
 
+from ._export import export as export
+from ._export import noise_shapes as noise_shapes
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -55,12 +57,14 @@ __all__ = [
     "LogNormalDropout",
     "alpha_from_logits",
     "binary_dropout",
+    "export",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
     "info_dropout",
     "kl_loss",
     "lognormal_dropout",
+    "noise_shapes",
     "strip_info_dropout",
     "to_info_dropout",
 ]

@@ -36,6 +36,8 @@ if keras.backend.backend() != "tensorflow":  # tested in a subprocess (tests/bac
         "For JAX use idrop.backends.jax, for PyTorch idrop.backends.torch."
     )
 
+from ._export import export as export
+from ._export import noise_shapes as noise_shapes
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -58,12 +60,14 @@ __all__ = [
     "LogNormalDropout",
     "alpha_from_logits",
     "binary_dropout",
+    "export",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
     "info_dropout",
     "kl_loss",
     "lognormal_dropout",
+    "noise_shapes",
     "strip_info_dropout",
     "to_info_dropout",
 ]

@@ -1,0 +1,141 @@
+"""Export for Keras 3: ``model.export`` (a TensorFlow SavedModel, or ONNX through ``tf2onnx``) of the
+evaluation graph and of the sampling graph with the noise as inputs (the rules in :mod:`idrop.core.export`).
+
+Written on Keras APIs only, so the same code serves every Keras backend (which formats a backend can
+write is Keras's business). Both graphs are a small ``keras.Model`` around ``model`` whose ``call``
+takes ``x`` (evaluation) or ``[x, noise_0, ..., noise_{k-1}]`` (sampling) and calls ``model(x,
+training=False)``; in the sampling graph each ``InfoDropout`` layer's ``call`` is replaced, while the
+graph is traced, by one that passes ``training=True`` and its ``noise=`` (its sublayers, a ``norm=``
+batch norm included, keep ``training=False`` from Keras's call context). The layers' KL records and
+metrics are put back as they were after the trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from idrop.core.export import export_format
+
+
+def _info_layers(model: keras.Layer, info_dropout: type) -> list[Any]:
+    return [layer for layer in model._flatten_layers(include_self=True) if isinstance(layer, info_dropout)]
+
+
+@contextlib.contextmanager
+def _fed(layers: list[Any], noises: list[Any]) -> Iterator[None]:
+    """``layers[i]`` computes with ``noise=noises[i]`` and the noise on, inside this context."""
+    saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
+    for layer, eps in zip(layers, noises):
+        original = type(layer).call.__get__(layer)
+
+        def call(x, training=None, noise=None, _original=original, _eps=eps):
+            return _original(x, training=True, noise=_eps)
+
+        object.__setattr__(layer, "call", call)
+        if "_kl_records" in layer.__dict__:
+            object.__setattr__(layer, "_kl_records", copy.copy(layer._kl_records))
+    try:
+        yield
+    finally:
+        for layer, records in saved:
+            layer.__dict__.pop("call", None)
+            if records is not None:
+                object.__setattr__(layer, "_kl_records", records)
+
+
+def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tuple[int, ...]]]:
+    """``(index among the InfoDropout layers, output shape)`` of each InfoDropout call, in order."""
+    layers = _info_layers(model, info_dropout)
+    log: list[tuple[int, tuple[int, ...]]] = []
+    for k, layer in enumerate(layers):
+        original = type(layer).call.__get__(layer)
+
+        def call(x, training=None, noise=None, _original=original, _k=k):
+            z = _original(x, training=training, noise=noise)
+            log.append((_k, tuple(z.shape)))
+            return z
+
+        object.__setattr__(layer, "call", call)
+    try:
+        model(x, training=False)
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+    return log
+
+
+class _Graph(keras.Model):
+    """``x -> model(x)`` or ``[x, *noises] -> model(x)`` with the noises fed to ``layers`` in order."""
+
+    def __init__(self, model: keras.Model, layers: list[Any]) -> None:
+        super().__init__(name="idrop_export")  # a valid TF scope name (not "_graph")
+        self.inner = model
+        self.fed = layers
+
+    def call(self, inputs: Any) -> Any:
+        if not self.fed:
+            return self.inner(inputs, training=False)
+        x, *noises = inputs
+        with _fed(self.fed, noises):
+            return self.inner(x, training=False)
+
+
+def export_graph(model: keras.Model, path: str | Path, x: Any, info_dropout: type, *, sampling: bool, fmt: str):
+    """:func:`export` with the given ``InfoDropout`` class (one per Keras adapter)."""
+    fmt = export_format(path, fmt, ("tf_saved_model", "onnx"))
+    x = np.asarray(x)
+    calls = _calls(model, x, info_dropout) if sampling else []
+    layers = _info_layers(model, info_dropout)
+    graph = _Graph(model, [layers[k] for k, _ in calls])
+    noise_dtype = np.promote_types(x.dtype, np.float32).name
+    x_spec = keras.InputSpec(shape=x.shape, dtype=x.dtype.name)
+    noise_specs = [keras.InputSpec(shape=shape, dtype=noise_dtype) for _, shape in calls]
+    if sampling:
+        graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)])
+        signature = [[x_spec, *noise_specs]]
+    else:
+        graph(x)
+        signature = [x_spec]
+    if fmt == "onnx" and keras.backend.backend() == "tensorflow":
+        from ._onnx import register_log1p  # the softplus's log1p, which tf2onnx cannot convert
+
+        register_log1p()
+    graph.export(str(path), format=fmt, input_signature=signature, verbose=False)
+    return graph
+
+
+def noise_shapes(model: keras.Model, x: Any) -> list[tuple[int, ...]]:
+    """The shape of each ``InfoDropout`` layer's output for ``x``, in call order: the sampling graph's noise inputs."""
+    from ._layers import InfoDropout
+
+    return [shape for _, shape in _calls(model, np.asarray(x), InfoDropout)]
+
+
+def export(model: keras.Model, path: str | Path, x: Any, *, sampling: bool = False, format: str | None = None):
+    """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
+
+    The sampling graph takes one list ``[x, noise_0, ..., noise_{k-1}]``: the standard-normal draws
+    of the ``k`` ``InfoDropout`` calls in order (shapes from :func:`noise_shapes`; float32 at least),
+    see :mod:`idrop.core.export`.
+
+    Args:
+        model: a built Keras model or layer.
+        path: where to write: a directory (``"tf_saved_model"``, served by ``tf.saved_model.load(path).serve``)
+            or a ``.onnx`` file (``"onnx"``, needs ``pip install "idrop[export]"``).
+        x: an example input; it fixes the shapes and dtype.
+        sampling: write the sampling graph instead of the evaluation graph.
+        format: ``"tf_saved_model"`` or ``"onnx"``; default from the path's suffix.
+
+    Returns:
+        The exported ``keras.Model`` wrapper (its ``call`` is the graph).
+    """
+    from ._layers import InfoDropout
+
+    return export_graph(model, path, x, InfoDropout, sampling=sampling, fmt=format)
