@@ -56,3 +56,15 @@ def test_both_graphs_match_the_model(model, tmp_path, fmt):
             got = loaded.serve(inputs if sampling else x).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert model.layers[0].kl is None or not tf.is_symbolic_tensor(model.layers[0].kl)  # no leaked trace
+
+
+def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
+    from idrop.backends.tensorflow import kl_loss
+
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype("float32")
+    with tf.GradientTape():
+        model(x, training=True)  # a training step's forward: its KL records wait for kl_loss
+        before, metric = model.layers[0].kl, float(model.layers[0].kl_metric.result())
+        export(model, tmp_path / "s", x, sampling=True)
+        assert model.layers[0].kl is before and float(model.layers[0].kl_metric.result()) == metric
+        assert float(kl_loss(model, 10)) > 0

@@ -71,3 +71,14 @@ def test_both_graphs_match_the_module(model, tmp_path, suffix):
 def test_bad_format(model, tmp_path):
     with pytest.raises(ValueError, match="Invalid value received for argument `format`"):
         export(model, tmp_path / "m.pt2", torch.randn(2, 1, 8, 8), format="tflite")
+
+
+def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
+    from idrop.backends.torch import kl_loss
+
+    x = torch.randn(2, 1, 8, 8)
+    model(x)  # a training step's forward: its KL records wait for kl_loss
+    before = [model[0].kl, model[2].kl]
+    export(model, tmp_path / "s.pt2", x, sampling=True)
+    assert model[0].kl is before[0] and model[2].kl is before[1]
+    assert kl_loss(model, 10).item() > 0

@@ -125,7 +125,10 @@ def _jvp(cfg: Config, primals: tuple, tangents: tuple) -> tuple[tuple, tuple]:
     custom-VJP kernel this replaces did (``jax.custom_vjp`` refuses forward mode).
     """
     out = _primal(cfg, *primals)
-    return out, jax.checkpoint(_tangent, static_argnums=0)(cfg, primals, tangents)
+    # prevent_cse=False: inside one jit XLA may still share the recomputation with the forward pass
+    # (as it shared the custom-VJP kernel's redraw of eps); with the default barriers a jitted
+    # grad step of this op ran slower than the custom-VJP kernel's. JAX's residuals stay h, a, key.
+    return out, jax.checkpoint(_tangent, static_argnums=0, prevent_cse=False)(cfg, primals, tangents)
 
 
 _fused.defjvp(jax.jit(_jvp, static_argnums=0))

@@ -6,14 +6,13 @@ write is Keras's business). Both graphs are a small ``keras.Model`` around ``mod
 takes ``x`` (evaluation) or ``[x, noise_0, ..., noise_{k-1}]`` (sampling) and calls ``model(x,
 training=False)``; in the sampling graph each ``InfoDropout`` layer's ``call`` is replaced, while the
 graph is traced, by one that passes ``training=True`` and its ``noise=`` (its sublayers, a ``norm=``
-batch norm included, keep ``training=False`` from Keras's call context). The layers' KL records and
-metrics are put back as they were after the trace.
+batch norm included, keep ``training=False`` from Keras's call context). The layers' KL records
+are put back as they were after the export.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ def _info_layers(model: keras.Layer, info_dropout: type) -> list[Any]:
 @contextlib.contextmanager
 def _fed(layers: list[Any], noises: list[Any]) -> Iterator[None]:
     """``layers[i]`` computes with ``noise=noises[i]`` and the noise on, inside this context."""
-    saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
     for layer, eps in zip(layers, noises):
         original = type(layer).call.__get__(layer)
 
@@ -39,15 +37,33 @@ def _fed(layers: list[Any], noises: list[Any]) -> Iterator[None]:
             return _original(x, training=True, noise=_eps)
 
         object.__setattr__(layer, "call", call)
-        if "_kl_records" in layer.__dict__:
-            object.__setattr__(layer, "_kl_records", copy.copy(layer._kl_records))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+
+
+@contextlib.contextmanager
+def _records_kept(layers: list[Any]) -> Iterator[None]:
+    """Fresh KL records for ``layers`` inside, theirs (and their KL metric's state) back after: the calls
+    export makes (and the ones TensorFlow traces when it writes a SavedModel) must neither drop a step's
+    records nor leave traced ones."""
+    saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
+    metrics = [
+        (v, np.array(v)) for layer in layers for v in getattr(layer, "kl_metric", keras.metrics.Mean()).variables
+    ]
+    for layer, records in saved:
+        if records is not None:
+            object.__setattr__(layer, "_kl_records", type(records)())
     try:
         yield
     finally:
         for layer, records in saved:
-            layer.__dict__.pop("call", None)
             if records is not None:
                 object.__setattr__(layer, "_kl_records", records)
+        for v, value in metrics:  # the "<name>_kl" metric: an export call is no training step
+            v.assign(value)
 
 
 def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tuple[int, ...]]]:
@@ -64,7 +80,8 @@ def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tu
 
         object.__setattr__(layer, "call", call)
     try:
-        model(x, training=False)
+        with _records_kept(layers):
+            model(x, training=False)
     finally:
         for layer in layers:
             layer.__dict__.pop("call", None)
@@ -97,17 +114,15 @@ def export_graph(model: keras.Model, path: str | Path, x: Any, info_dropout: typ
     noise_dtype = np.promote_types(x.dtype, np.float32).name
     x_spec = keras.InputSpec(shape=x.shape, dtype=x.dtype.name)
     noise_specs = [keras.InputSpec(shape=shape, dtype=noise_dtype) for _, shape in calls]
-    if sampling:
-        graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)])
-        signature = [[x_spec, *noise_specs]]
-    else:
-        graph(x)
-        signature = [x_spec]
+    with _records_kept(layers):  # build the wrapper
+        graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)] if sampling else x)
+    signature = [[x_spec, *noise_specs]] if sampling else [x_spec]
     if fmt == "onnx" and keras.backend.backend() == "tensorflow":
         from ._onnx import register_log1p  # the softplus's log1p, which tf2onnx cannot convert
 
         register_log1p()
-    graph.export(str(path), format=fmt, input_signature=signature, verbose=False)
+    with _records_kept(layers):
+        graph.export(str(path), format=fmt, input_signature=signature, verbose=False)
     return graph
 
 

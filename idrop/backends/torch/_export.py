@@ -20,6 +20,7 @@ from torch import nn
 from idrop.core.export import export_format, noise_input_names
 
 from ._layers import InfoDropout
+from ._losses import KLRecords
 
 
 def _info_layers(model: nn.Module) -> list[InfoDropout]:
@@ -28,8 +29,10 @@ def _info_layers(model: nn.Module) -> list[InfoDropout]:
 
 @contextlib.contextmanager
 def _modes(model: nn.Module, noisy: list[InfoDropout]) -> Iterator[None]:
-    """Every module in evaluation, the ``noisy`` layers (their own flag only) in training; restored after."""
+    """Every module in evaluation, the ``noisy`` layers (their own flag only) in training; restored after,
+    with the KL records (a traced call must not leave its tensors there, nor drop a step's records)."""
     saved = [(m, m.training) for m in model.modules()]
+    records = [(m, m.kl, list(m._kl_records)) for m in model.modules() if isinstance(m, KLRecords)]
     model.eval()
     for layer in noisy:
         layer.training = True
@@ -38,6 +41,8 @@ def _modes(model: nn.Module, noisy: list[InfoDropout]) -> Iterator[None]:
     finally:
         for m, flag in saved:
             m.training = flag
+        for m, kl, kept in records:
+            m.kl, m._kl_records = kl, kept
 
 
 def noise_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
