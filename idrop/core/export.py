@@ -1,6 +1,7 @@
 """Export, the rules every backend shares: the two graphs and the format of the file.
 
-Every backend's ``export(model, path, x, *, sampling=False, format=None)`` writes one of two graphs:
+Every backend's ``export(model, path, x, *, sampling=False, format=None, dynamic_batch=False)`` writes one
+of two graphs:
 
 - the **evaluation graph** ``x -> model(x)`` (every layer in evaluation mode: no noise, batch
   norm on its running statistics);
@@ -10,7 +11,8 @@ Every backend's ``export(model, path, x, *, sampling=False, format=None)`` write
   ``x``), so any runtime can draw them; every other layer stays in evaluation mode. Each layer
   must be called once per forward pass (a layer called twice would get the same draws).
 
-The example input ``x`` fixes the shapes (batch size included). The format is chosen from
+The example input ``x`` fixes the shapes (the batch size too, unless ``dynamic_batch=True``, which
+leaves the first axis of ``x`` and of every noise free). The format is chosen from
 ``format``, else from the path's suffix (``.onnx``: ONNX).
 """
 

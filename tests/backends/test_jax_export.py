@@ -43,5 +43,11 @@ def test_both_graphs_match_the_module(tmp_path):
         np.testing.assert_allclose(loaded.call(*inputs), want, rtol=1e-5, atol=1e-6)
     assert model.layers[0].deterministic is False and isinstance(model.layers[0], InfoDropout)  # untouched
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), before, nnx.state(model)))
+    export(model, tmp_path / "dyn.jax", x, sampling=True, dynamic_batch=True)  # exported at batch 2, called at 5
+    x5 = jax.random.normal(jax.random.key(2), (5, 8, 8, 1))
+    eps5 = [jax.random.normal(jax.random.key(i), (5, *s[1:])) for i, s in enumerate(shapes)]
+    want5 = l3(l2(_flatten(l0(x5, noise=eps5[0], deterministic=False)), noise=eps5[1], deterministic=False))
+    got5 = jax.export.deserialize((tmp_path / "dyn.jax").read_bytes()).call(x5, *eps5)
+    np.testing.assert_allclose(got5, want5, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Invalid value received for argument `format`"):
         export(model, tmp_path / "m.onnx", x, format="onnx")

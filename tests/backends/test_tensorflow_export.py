@@ -58,6 +58,27 @@ def test_both_graphs_match_the_model(model, tmp_path, fmt):
     assert model.layers[0].kl is None or not tf.is_symbolic_tensor(model.layers[0].kl)  # no leaked trace
 
 
+@pytest.mark.parametrize("fmt", ["tf_saved_model", "onnx"])
+def test_dynamic_batch(model, tmp_path, fmt):
+    """Exported at batch 2, called at batch 5: the sampling graph still gives the model's own outputs."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / ("dyn.onnx" if fmt == "onnx" else "dyn")
+    export(
+        model, path, rng.standard_normal((2, 8, 8, 1)).astype("float32"), sampling=True, format=fmt, dynamic_batch=True
+    )
+    x = rng.standard_normal((5, 8, 8, 1)).astype("float32")
+    eps = [rng.standard_normal(s).astype("float32") for s in noise_shapes(model, x)]
+    want = np.asarray(_own(model, x, eps))
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(path))
+        got = session.run(None, {i.name: v for i, v in zip(session.get_inputs(), [x, *eps])})[0]
+    else:
+        loaded = tf.saved_model.load(str(path))
+        got = loaded.serve([x, *eps]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
     from idrop.backends.tensorflow import kl_loss
 

@@ -82,3 +82,20 @@ def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
     export(model, tmp_path / "s.pt2", x, sampling=True)
     assert model[0].kl is before[0] and model[2].kl is before[1]
     assert kl_loss(model, 10).item() > 0
+
+
+@pytest.mark.parametrize("suffix", ["pt2", "onnx"])
+def test_dynamic_batch(model, tmp_path, suffix):
+    """Exported at batch 2, called at batch 5: the sampling graph still gives the module's own outputs."""
+    path = tmp_path / f"dyn.{suffix}"
+    export(model, path, torch.randn(2, 1, 8, 8), sampling=True, dynamic_batch=True)
+    x = torch.randn(5, 1, 8, 8)
+    eps = [torch.randn(s) for s in noise_shapes(model, x)]
+    want = _own(model, x, eps).numpy()
+    if suffix == "pt2":
+        got = torch.export.load(str(path)).module()(x, *eps).detach().numpy()
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(path))
+        got = session.run(None, {i.name: v.numpy() for i, v in zip(session.get_inputs(), [x, *eps])})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -58,7 +58,15 @@ def noise_shapes(model: nnx.Module, x: jax.Array) -> list[tuple[int, ...]]:
     return [shape for _, shape in _calls(model, x)]
 
 
-def export(model: nnx.Module, path: str | Path, x: jax.Array, *, sampling: bool = False, format: str | None = None):
+def export(
+    model: nnx.Module,
+    path: str | Path,
+    x: jax.Array,
+    *,
+    sampling: bool = False,
+    format: str | None = None,
+    dynamic_batch: bool = False,
+):
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
     The file holds ``jax.export.Exported.serialize()``; read it with ``jax.export.deserialize`` and
@@ -71,6 +79,8 @@ def export(model: nnx.Module, path: str | Path, x: jax.Array, *, sampling: bool 
         x: an example input; it fixes the shapes and dtype.
         sampling: write the sampling graph instead of the evaluation graph.
         format: ``"jax"`` (the only one; ONNX is not a format ``jax.export`` writes).
+        dynamic_batch: let the graph take any batch size (the first axis of ``x`` and of every
+            noise; a ``jax.export.symbolic_shape`` dimension).
 
     Returns:
         The ``jax.export.Exported``.
@@ -89,8 +99,13 @@ def export(model: nnx.Module, path: str | Path, x: jax.Array, *, sampling: bool 
             layers[k].__dict__["_idrop_feed"] = eps
         return m(x)
 
-    specs = [jax.ShapeDtypeStruct(x.shape, x.dtype)]
-    specs += [jax.ShapeDtypeStruct(shape, noise_dtype) for _, shape in calls]
+    batch = jax.export.symbolic_shape("batch") if dynamic_batch else ()  # one symbol (one scope) for all inputs
+
+    def batched(shape: tuple[int, ...]) -> tuple:
+        return (*batch, *shape[1:]) if dynamic_batch else shape
+
+    specs = [jax.ShapeDtypeStruct(batched(x.shape), x.dtype)]
+    specs += [jax.ShapeDtypeStruct(batched(shape), noise_dtype) for _, shape in calls]
     exported = jax.export.export(jax.jit(graph))(*specs)
     Path(path).write_bytes(exported.serialize())
     return exported

@@ -5,15 +5,15 @@ Written on Keras APIs only, so the same code serves every Keras backend (which f
 write is Keras's business). Both graphs are a small ``keras.Model`` around ``model`` whose ``call``
 takes ``x`` (evaluation) or ``[x, noise_0, ..., noise_{k-1}]`` (sampling) and calls ``model(x,
 training=False)``; in the sampling graph each ``InfoDropout`` layer's ``call`` is replaced, while the
-graph is traced, by one that passes ``training=True`` and its ``noise=`` (its sublayers, a ``norm=``
-batch norm included, keep ``training=False`` from Keras's call context). The layers' KL records
-are put back as they were after the export.
+graph is traced, by its output with the noise on and the given draws (``noisy_output``; its
+sublayers, a ``norm=`` batch norm included, keep ``training=False`` from Keras's call context).
+The layers' KL records and KL metric are put back as they were after the export.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,12 @@ def _info_layers(model: keras.Layer, info_dropout: type) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _fed(layers: list[Any], noises: list[Any]) -> Iterator[None]:
-    """``layers[i]`` computes with ``noise=noises[i]`` and the noise on, inside this context."""
+def _fed(layers: list[Any], noises: list[Any], noisy_output: Callable[..., Any]) -> Iterator[None]:
+    """``layers[i]`` computes ``noisy_output(layers[i], x, noises[i])`` inside this context."""
     for layer, eps in zip(layers, noises):
-        original = type(layer).call.__get__(layer)
 
-        def call(x, training=None, noise=None, _original=original, _eps=eps):
-            return _original(x, training=True, noise=_eps)
+        def call(x, training=None, noise=None, _layer=layer, _eps=eps):
+            return noisy_output(_layer, x, _eps)
 
         object.__setattr__(layer, "call", call)
     try:
@@ -50,9 +49,7 @@ def _records_kept(layers: list[Any]) -> Iterator[None]:
     export makes (and the ones TensorFlow traces when it writes a SavedModel) must neither drop a step's
     records nor leave traced ones."""
     saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
-    metrics = [
-        (v, np.array(v)) for layer in layers for v in getattr(layer, "kl_metric", keras.metrics.Mean()).variables
-    ]
+    metrics = [(v, v.numpy()) for layer in layers for v in getattr(layer, "kl_metric", keras.metrics.Mean()).variables]
     for layer, records in saved:
         if records is not None:
             object.__setattr__(layer, "_kl_records", type(records)())
@@ -91,29 +88,45 @@ def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tu
 class _Graph(keras.Model):
     """``x -> model(x)`` or ``[x, *noises] -> model(x)`` with the noises fed to ``layers`` in order."""
 
-    def __init__(self, model: keras.Model, layers: list[Any]) -> None:
+    def __init__(self, model: keras.Model, layers: list[Any], noisy_output: Callable[..., Any]) -> None:
         super().__init__(name="idrop_export")  # a valid TF scope name (not "_graph")
         self.inner = model
         self.fed = layers
+        self.noisy_output = noisy_output
 
     def call(self, inputs: Any) -> Any:
         if not self.fed:
             return self.inner(inputs, training=False)
         x, *noises = inputs
-        with _fed(self.fed, noises):
+        with _fed(self.fed, noises, self.noisy_output):
             return self.inner(x, training=False)
 
 
-def export_graph(model: keras.Model, path: str | Path, x: Any, info_dropout: type, *, sampling: bool, fmt: str):
-    """:func:`export` with the given ``InfoDropout`` class (one per Keras adapter)."""
+def export_graph(
+    model: keras.Model,
+    path: str | Path,
+    x: Any,
+    info_dropout: type,
+    noisy_output: Callable[..., Any],
+    *,
+    sampling: bool,
+    fmt: str | None,
+    dynamic_batch: bool = False,
+):
+    """:func:`export` with the given ``InfoDropout`` class and its noisy output ``(layer, x, eps) -> z``
+    (one per Keras adapter)."""
     fmt = export_format(path, fmt, ("tf_saved_model", "onnx"))
     x = np.asarray(x)
     calls = _calls(model, x, info_dropout) if sampling else []
     layers = _info_layers(model, info_dropout)
-    graph = _Graph(model, [layers[k] for k, _ in calls])
+    graph = _Graph(model, [layers[k] for k, _ in calls], noisy_output)
     noise_dtype = np.promote_types(x.dtype, np.float32).name
-    x_spec = keras.InputSpec(shape=x.shape, dtype=x.dtype.name)
-    noise_specs = [keras.InputSpec(shape=shape, dtype=noise_dtype) for _, shape in calls]
+
+    def batched(shape: tuple[int, ...]) -> tuple:
+        return (None, *shape[1:]) if dynamic_batch else tuple(shape)
+
+    x_spec = keras.InputSpec(shape=batched(x.shape), dtype=x.dtype.name)
+    noise_specs = [keras.InputSpec(shape=batched(shape), dtype=noise_dtype) for _, shape in calls]
     with _records_kept(layers):  # build the wrapper
         graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)] if sampling else x)
     signature = [[x_spec, *noise_specs]] if sampling else [x_spec]
@@ -133,7 +146,15 @@ def noise_shapes(model: keras.Model, x: Any) -> list[tuple[int, ...]]:
     return [shape for _, shape in _calls(model, np.asarray(x), InfoDropout)]
 
 
-def export(model: keras.Model, path: str | Path, x: Any, *, sampling: bool = False, format: str | None = None):
+def export(
+    model: keras.Model,
+    path: str | Path,
+    x: Any,
+    *,
+    sampling: bool = False,
+    format: str | None = None,
+    dynamic_batch: bool = False,
+):
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
     The sampling graph takes one list ``[x, noise_0, ..., noise_{k-1}]``: the standard-normal draws
@@ -147,10 +168,28 @@ def export(model: keras.Model, path: str | Path, x: Any, *, sampling: bool = Fal
         x: an example input; it fixes the shapes and dtype.
         sampling: write the sampling graph instead of the evaluation graph.
         format: ``"tf_saved_model"`` or ``"onnx"``; default from the path's suffix.
+        dynamic_batch: let the graph take any batch size (the first axis of ``x`` and of every noise).
 
     Returns:
         The exported ``keras.Model`` wrapper (its ``call`` is the graph).
     """
     from ._layers import InfoDropout
 
-    return export_graph(model, path, x, InfoDropout, sampling=sampling, fmt=format)
+    return export_graph(
+        model, path, x, InfoDropout, _noisy_output, sampling=sampling, fmt=format, dynamic_batch=dynamic_batch
+    )
+
+
+def _noisy_output(layer: Any, x: Any, eps: Any) -> Any:
+    """``z`` of a training call of ``layer`` with the noise ``eps``, by the functional op (plain ops:
+    the fused kernel's ``tf.custom_gradient`` becomes a function call that tf2onnx cannot freeze with a
+    free batch axis, and an exported graph needs no gradient). Uses ``InfoDropout._maps`` (its two maps)."""
+    from idrop.core._xp import activation
+
+    from ._functional import info_dropout
+    from ._namespace import xp
+
+    h, alpha_logits = layer._maps(x)
+    prior = {"mu": layer.mu, "sigma": layer.sigma} if layer.spec.prior == "log-normal" else {}
+    f = activation(layer.activation, h, xp=xp)
+    return info_dropout(f, alpha_logits, noise=eps, training=True, **layer.spec.kl_options, **prior)[0]

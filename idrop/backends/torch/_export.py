@@ -94,7 +94,13 @@ def _call_order(model: nn.Module, x: torch.Tensor) -> list[InfoDropout]:
 
 
 def export(
-    model: nn.Module, path: str | Path, x: torch.Tensor, *, sampling: bool = False, format: str | None = None
+    model: nn.Module,
+    path: str | Path,
+    x: torch.Tensor,
+    *,
+    sampling: bool = False,
+    format: str | None = None,
+    dynamic_batch: bool = False,
 ) -> Any:
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
@@ -109,6 +115,8 @@ def export(
         x: an example input; it fixes the shapes.
         sampling: write the sampling graph instead of the evaluation graph.
         format: ``"pt2"`` or ``"onnx"``; default from the path's suffix.
+        dynamic_batch: let the graph take any batch size (the first axis of ``x`` and of every
+            noise; ``torch.export.Dim``); ``x`` must then have a batch of at least 2.
 
     Returns:
         The ``torch.export.ExportedProgram`` (``"pt2"``) or the ``torch.onnx.ONNXProgram`` (``"onnx"``).
@@ -127,12 +135,18 @@ def export(
     order = _call_order(model, x) if sampling else []
     noises = tuple(torch.randn(s, dtype=x.dtype, device=x.device) for s in noise_shapes(model, x)) if sampling else ()
     wrapper = _Sampling(model, order)
+    dynamic = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        dynamic = {"x": {0: batch}} | ({"noises": tuple({0: batch} for _ in noises)} if noises else {})
     with _modes(model, order), torch.no_grad():
         if fmt == "onnx":
             names = noise_input_names(len(noises))
-            program = torch.onnx.export(wrapper, (x, *noises), input_names=names, dynamo=True, verbose=False)
+            program = torch.onnx.export(
+                wrapper, (x, *noises), input_names=names, dynamic_shapes=dynamic, dynamo=True, verbose=False
+            )
             program.save(str(path))
             return program
-        program = torch.export.export(wrapper, (x, *noises))
+        program = torch.export.export(wrapper, (x, *noises), dynamic_shapes=dynamic)
     torch.export.save(program, str(path))
     return program
