@@ -276,6 +276,11 @@ def unmatched_layers(names: list[str], candidates: list[str]) -> ValueError:
     )
 
 
+def unsupported_model(expected: str, model: Any) -> ValueError:
+    """Surgery on a model the backend cannot rebuild (a subclassed Keras model)."""
+    return invalid("model", expected, type(model).__name__)
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):

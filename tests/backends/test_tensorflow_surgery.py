@@ -62,3 +62,25 @@ def test_functional_model_options_and_errors(trained):
         to_info_dropout(model, replace="everything")
     by_dropout = to_info_dropout(net, replace="dropout")
     assert [type(layer).__name__ for layer in by_dropout.layers][3:5] == ["InfoDropout", "Identity"]
+
+
+def test_unbuilt_and_subclassed_models():
+    x = np.random.default_rng(2).standard_normal((3, 5)).astype("float32")
+    called = keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    called(x)  # built by a call, without keras.Input
+    np.testing.assert_allclose(to_info_dropout(called)(x), called(x), rtol=1e-6, atol=1e-6)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3, activation="relu")
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Sub()
+    sub(x)
+    with pytest.raises(ValueError, match=r"argument `model`.*subclassed.*Received: model='Sub'"):
+        to_info_dropout(sub)
+    with pytest.raises(ValueError, match="argument `model`"):
+        strip_info_dropout(sub)

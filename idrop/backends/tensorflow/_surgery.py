@@ -22,6 +22,7 @@ from typing import Any
 
 import keras
 
+from idrop.core.spec import unsupported_model
 from idrop.core.surgery import check_all_found, plan, selector
 
 _MAPS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -64,6 +65,17 @@ def _has_input(layer: keras.Layer) -> bool:
 
 
 def _clone(model: keras.Model, replace_layer: dict[int, Any]) -> keras.Model:
+    # keras.src.models.functional.Functional (Keras 3.15): the class of functional models, which
+    # clone_model can rebuild as Sequential ones; a subclassed model's call is Python it cannot see.
+    from keras.src.models.functional import Functional
+
+    if not isinstance(model, (keras.Sequential, Functional)):
+        raise unsupported_model(
+            "a keras.Sequential or functional keras.Model (a subclassed model's call cannot be rebuilt; "
+            "apply the surgery to its Sequential or functional parts)",
+            model,
+        )
+
     def clone_function(layer: keras.Layer) -> keras.Layer:
         made = replace_layer.get(id(layer))
         return made() if made is not None else _copy(layer)
