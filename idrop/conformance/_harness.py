@@ -128,3 +128,26 @@ class Harness(Protocol):
         cotangent is left out. Returns float64 gradients by input name and by :meth:`parameters`
         name (zeros for what the outputs do not depend on).
         """
+
+    def jvp(
+        self,
+        fn: Callable[..., tuple[Any, ...]],
+        inputs: dict[str, Any],
+        tangents: dict[str, np.ndarray],
+        layer: Any = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Forward mode: the tangents of ``fn(layer, **inputs)``'s outputs along ``tangents`` (NumPy,
+        by input name), by the framework's forward-mode transform (``torch.func.jvp``, ``jax.jvp``,
+        ``tf.autodiff.ForwardAccumulator``), as float64 NumPy."""
+
+    def vmap(
+        self, fn: Callable[..., tuple[Any, ...]], inputs: dict[str, Any], layer: Any = None
+    ) -> tuple[np.ndarray, ...]:
+        """``fn(layer, **inputs)`` mapped over the leading axis of every input by the framework's
+        vectorising transform (``torch.func.vmap``, ``jax.vmap``, ``tf.vectorized_map``), as float64 NumPy."""
+
+    def transform_grad(
+        self, fn: Callable[..., tuple[Any, ...]], inputs: dict[str, Any], cotangents: tuple[Any, ...]
+    ) -> dict[str, np.ndarray]:
+        """As :meth:`vjp` without a layer, by the framework's function transforms (``torch.func.grad``,
+        ``jax.jit(jax.grad)``, a ``tf.function`` around a tape)."""

@@ -155,5 +155,32 @@ class JaxHarness:
             by_param[name] = self.to_numpy(node)
         return {k: self.to_numpy(v) for k, v in by_input.items()}, by_param
 
+    def _pure(self, fn, layer):
+        """``fn`` as a pure function of its inputs: a copy of the module is merged inside the transform
+        (a module of the outer trace may not record its KL there: Flax's ``TraceContextError``)."""
+        if layer is None:
+            return lambda inputs: tuple(fn(None, **inputs))
+        graphdef, state = nnx.split(layer)
+        return lambda inputs: tuple(fn(nnx.merge(graphdef, state, copy=True), **inputs))
+
+    def jvp(self, fn, inputs, tangents, layer=None):
+        _bounded()
+        tans = {k: self.asarray(tangents[k], self.dtype_name(v)) for k, v in inputs.items()}
+        _, out = jax.jvp(self._pure(fn, layer), (inputs,), (tans,))
+        return tuple(self.to_numpy(t) for t in out)
+
+    def vmap(self, fn, inputs, layer=None):
+        _bounded()
+        return tuple(self.to_numpy(t) for t in jax.vmap(self._pure(fn, layer))(inputs))
+
+    def transform_grad(self, fn, inputs, cotangents):
+        _bounded()
+
+        def loss(inputs):
+            outs = fn(None, **inputs)
+            return sum(jnp.sum(o * jnp.asarray(np.asarray(c).astype(o.dtype))) for o, c in zip(outs, cotangents))
+
+        return {k: self.to_numpy(v) for k, v in jax.jit(jax.grad(loss))(inputs).items()}
+
 
 HARNESS = JaxHarness()

@@ -121,5 +121,28 @@ class TensorFlowHarness:
         by_input, by_param = tape.gradient(loss, (inputs, params), unconnected_gradients=zero)
         return {k: self.to_numpy(v) for k, v in by_input.items()}, {k: self.to_numpy(v) for k, v in by_param.items()}
 
+    def jvp(self, fn, inputs, tangents, layer=None):
+        tans = {k: self.asarray(tangents[k], self.dtype_name(v)) for k, v in inputs.items()}
+        with tf.autodiff.ForwardAccumulator(inputs, tans) as acc:
+            outs = fn(layer, **inputs)
+        zero = tf.UnconnectedGradients.ZERO
+        return tuple(self.to_numpy(acc.jvp(o, unconnected_gradients=zero)) for o in outs)
+
+    def vmap(self, fn, inputs, layer=None):
+        return tuple(self.to_numpy(t) for t in tf.vectorized_map(lambda i: tuple(fn(layer, **i)), inputs))
+
+    def transform_grad(self, fn, inputs, cotangents):
+        @tf.function
+        def grad(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outs = fn(None, **inputs)
+                loss = tf.add_n(
+                    [tf.reduce_sum(o * self.asarray(c, self.dtype_name(o))) for o, c in zip(outs, cotangents)]
+                )
+            return tape.gradient(loss, inputs)
+
+        return {k: self.to_numpy(v) for k, v in grad(inputs).items()}
+
 
 HARNESS = TensorFlowHarness()

@@ -101,5 +101,23 @@ class TorchHarness:
         named = [np.zeros(tuple(t.shape)) if g is None else self.to_numpy(g) for t, g in zip(wrt, grads)]
         return dict(zip(leaves, named[: len(leaves)])), dict(zip(params, named[len(leaves) :]))
 
+    def jvp(self, fn, inputs, tangents, layer=None):
+        names = list(inputs)
+        tans = tuple(self.asarray(tangents[k], self.dtype_name(inputs[k])) for k in names)
+        _, out = torch.func.jvp(lambda *a: tuple(fn(layer, **dict(zip(names, a)))), tuple(inputs.values()), tans)
+        return tuple(self.to_numpy(t) for t in out)
+
+    def vmap(self, fn, inputs, layer=None):
+        names = list(inputs)
+        out = torch.func.vmap(lambda *a: tuple(fn(layer, **dict(zip(names, a)))))(*inputs.values())
+        return tuple(self.to_numpy(t) for t in out)
+
+    def transform_grad(self, fn, inputs, cotangents):
+        def loss(inputs):
+            outs = fn(None, **inputs)
+            return sum((o * self.asarray(c, self.dtype_name(o))).sum() for o, c in zip(outs, cotangents))
+
+        return {k: self.to_numpy(v) for k, v in torch.func.grad(loss)(inputs).items()}
+
 
 HARNESS = TorchHarness()

@@ -307,6 +307,26 @@ def kl_outside_its_trace(trace: str) -> RuntimeError:
     )
 
 
+def check_replace(replace: Any) -> str:
+    """``to_info_dropout``'s ``replace``: which blocks get Information Dropout (``idrop.core.surgery``)."""
+    return _check_choice("replace", replace, ("activations", "dropout"))
+
+
+def unmatched_layers(names: list[str], candidates: list[str]) -> ValueError:
+    """``to_info_dropout(layers=[...])`` named layers that are not the map of a block it can wrap."""
+    return invalid(
+        "layers",
+        "names of maps (Linear/Dense/Conv) each followed by a ReLU or Softplus, optionally with a batch norm "
+        f"in between, inside a sequential container; such maps here: {candidates}",
+        names,
+    )
+
+
+def unsupported_model(expected: str, model: Any) -> ValueError:
+    """Surgery on a model the backend cannot rebuild (a subclassed Keras model)."""
+    return invalid("model", expected, type(model).__name__)
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):

@@ -34,6 +34,7 @@ def test_public_names_are_frozen_and_resolve():
         "beta_schedule",
         "binary_dropout",
         "diagnostics",
+        "export",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
@@ -45,6 +46,9 @@ def test_public_names_are_frozen_and_resolve():
         "mc_predict",
         "plot_kl_maps",
         "sampling",
+        "noise_shapes",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     shared = {"AlphaStats", "IdropWarning", "MCPrediction"}  # result types and warning of idrop.core, one class
     for name in J.__all__:

@@ -213,3 +213,41 @@ def test_non_finite_inputs_stay_non_finite():
         z = layer(x, deterministic=deterministic)
         assert bool(jnp.all(jnp.isnan(z[0]))) and bool(jnp.all(jnp.isfinite(z[1:])))
     assert bool(jnp.isnan(layer.kl[...][0]))
+
+
+# -- forward mode (custom_jvp) and what reverse mode keeps --------------------------
+
+
+@pytest.mark.parametrize(
+    ("activation", "prior", "mean_one"), [("softplus", "log-normal", True), ("relu", "log-uniform", False)]
+)
+def test_forward_mode_matches_autodiff_of_the_core(activation, prior, mean_one):
+    """jax.jvp over every input and jax.jacfwd (also under jit, and of a vmapped call), drawn and injected noise."""
+    for draw in (True, False):
+        ours, core, args = _objectives(activation, prior, mean_one, draw)
+        tangents = tuple(_normal(20 + i, jnp.shape(a)) for i, a in enumerate(args))
+        if draw:  # the kernel draws eps from its key: the core's noise argument must not move
+            tangents = (*tangents[:4], jnp.zeros_like(args[4]))
+        _close(jax.jvp(ours, args, tangents), jax.jvp(core, args, tangents), 2)
+        for fn in (ours, jax.jit(ours)):
+            _close(jax.jacfwd(fn, argnums=(0, 1))(*args), jax.jacfwd(core, argnums=(0, 1))(*args), 2)
+        batched = [
+            jax.vmap(lambda h, fn=fn, p=args: fn(h, *p[1:]))(jnp.stack([args[0], -args[0]])) for fn in (ours, core)
+        ]
+        _close(*batched, 1)
+
+
+def test_reverse_mode_keeps_only_the_inputs_and_the_key():
+    """The tangent rule runs under jax.checkpoint: grad saves h, the logits and the key, no intermediate."""
+    from jax._src.ad_checkpoint import saved_residuals  # private (jax 0.10): what print_saved_residuals prints
+
+    spec = InfoDropoutSpec()
+
+    def loss(h, a):
+        z, kl = K.info_dropout_kernel(
+            spec, "relu", jax.random.key(0), h, a, mu=None, sigma=None, deterministic=False, noise=None
+        )
+        return jnp.sum(z) + jnp.sum(kl)
+
+    shapes = [tuple(aval.shape) for aval, _ in saved_residuals(loss, _normal(1), _normal(2))]
+    assert sorted(shapes) == [(), (3, 4), (3, 4)]

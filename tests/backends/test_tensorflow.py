@@ -44,6 +44,7 @@ def test_public_names_are_frozen():
         "beta_schedule",
         "binary_dropout",
         "diagnostics",
+        "export",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
@@ -55,6 +56,9 @@ def test_public_names_are_frozen():
         "mc_predict",
         "plot_kl_maps",
         "sampling",
+        "noise_shapes",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     assert all(callable(getattr(backend, name)) for name in backend.__all__)
     assert not hasattr(backend, "xp")  # importable from ._namespace, not public

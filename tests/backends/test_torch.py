@@ -242,6 +242,7 @@ def test_public_names_are_frozen_and_resolve():
         "beta_schedule",
         "binary_dropout",
         "diagnostics",
+        "export",
         "gaussian_dropout",
         "gaussian_kl",
         "ib_loss",
@@ -253,6 +254,9 @@ def test_public_names_are_frozen_and_resolve():
         "mc_predict",
         "plot_kl_maps",
         "sampling",
+        "noise_shapes",
+        "strip_info_dropout",
+        "to_info_dropout",
     ]
     assert all(getattr(backend, name) is not None for name in backend.__all__)
     from idrop.backends.torch._kernel import info_dropout_kernel

@@ -459,3 +459,19 @@ def test_injected_noise_gets_its_gradient():
     alpha = 1e-3 + 0.7 * torch.sigmoid(module.alpha_layer(x)).detach()
     torch.testing.assert_close(eps.grad, z.detach() * alpha, rtol=1e-12, atol=0)
     assert math.isfinite(eps.grad.sum().item())
+
+
+def test_torch_func_vmap_jacfwd_and_hessian_match_the_loop():
+    """vmap over batches (injected noise, and drawn with randomness="different"), jacfwd = jacrev, hessian."""
+    torch.manual_seed(0)
+    module = InfoDropout(nn.Linear(4, 3), activation="softplus").double()
+    x, eps = torch.randn(6, 5, 4, dtype=torch.float64), torch.randn(6, 5, 3, dtype=torch.float64)
+    got = torch.func.vmap(lambda xx, ee: module(xx, noise=ee))(x, eps)
+    torch.testing.assert_close(got, torch.stack([module(x[i], noise=eps[i]) for i in range(6)]), rtol=1e-12, atol=0)
+    drawn = torch.func.vmap(module, randomness="different")(x)
+    assert drawn.shape == (6, 5, 3) and not torch.equal(drawn[0], drawn[1])
+    fn = lambda xx: module(xx, noise=eps[0])  # noqa: E731
+    torch.testing.assert_close(torch.func.jacfwd(fn)(x[0]), torch.func.jacrev(fn)(x[0]), rtol=1e-10, atol=1e-12)
+    hess = torch.func.hessian(lambda xx: fn(xx).sum())(x[0])
+    want = torch.autograd.functional.hessian(lambda xx: fn(xx).sum(), x[0])
+    torch.testing.assert_close(hess, want, rtol=1e-10, atol=1e-12)

@@ -8,7 +8,7 @@ inside the loss function (see ``_losses.py`` for the bookkeeping, ``_layers.py``
 transforms). Half-precision inputs get their KL, alpha and noise in float32.
 
 Modules: ``_namespace`` (the ``xp`` shim, dtype and input rules, noise draws, RNG plumbing),
-``_functional`` (pure functions), ``_kernel`` (the ``jax.custom_vjp`` training kernel),
+``_functional`` (pure functions), ``_kernel`` (the ``jax.custom_jvp`` training kernel),
 ``_maps`` (the wrapped and alpha maps), ``_layers`` (NNX modules), ``_losses`` (KL bookkeeping).
 
 Example:
@@ -41,6 +41,8 @@ from ._diagnostics import diagnostics as diagnostics
 from ._diagnostics import kl_map as kl_map
 from ._diagnostics import kl_maps as kl_maps
 from ._diagnostics import plot_kl_maps as plot_kl_maps
+from ._export import export as export
+from ._export import noise_shapes as noise_shapes
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -57,6 +59,8 @@ from ._losses import kl_loss as kl_loss
 from ._schedules import beta_schedule as beta_schedule
 from ._uncertainty import mc_predict as mc_predict
 from ._uncertainty import sampling as sampling
+from ._surgery import strip_info_dropout as strip_info_dropout
+from ._surgery import to_info_dropout as to_info_dropout
 
 __all__ = [
     "AlphaStats",
@@ -73,6 +77,7 @@ __all__ = [
     "beta_schedule",
     "binary_dropout",
     "diagnostics",
+    "export",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
@@ -84,4 +89,7 @@ __all__ = [
     "mc_predict",
     "plot_kl_maps",
     "sampling",
+    "noise_shapes",
+    "strip_info_dropout",
+    "to_info_dropout",
 ]

@@ -1,18 +1,22 @@
-"""The JAX training kernel: Information Dropout's element-wise chain as one ``jax.custom_vjp``.
+"""The JAX training kernel: Information Dropout's element-wise chain as one ``jax.custom_jvp``.
 
 The forward pass is :func:`idrop.core.functional.info_dropout` (after the activation, when one
-is folded in), so the numbers are the core's; the backward pass is
-:func:`idrop.core.vjp.info_dropout_vjp` and :func:`idrop.core.vjp.activation_vjp`
-(ReLU'(0) = 0). Automatic differentiation would keep every intermediate of the chain (sigmoid,
-alpha, the exponent, the noise, ``log f``...) for the backward pass; this kernel keeps only the
+is folded in), so the numbers are the core's; the forward-mode rule is
+:func:`idrop.core.jvp.info_dropout_jvp` (the diagonal Jacobian, from the closed-form backward
+:func:`idrop.core.vjp.info_dropout_vjp`) with :func:`idrop.core.vjp.activation_vjp` (ReLU'(0) = 0).
+Reverse mode is JAX's transpose of that rule. Automatic differentiation would keep every
+intermediate of the chain (sigmoid, alpha, the exponent, the noise, ``log f``...) for the backward
+pass; the rule's tangent runs under ``jax.checkpoint``, so this kernel keeps only the
 pre-activation ``h``, the alpha logits and the PRNG key: ``jax.random`` is counter-based, so
 ``eps`` is drawn again, bit for bit, in the backward pass (injected ``noise=`` is kept instead).
+``tests/backends/test_jax_kernel.py`` checks the saved residuals.
 
-Both rules are plain ``jax.numpy``, so the kernel works under ``jit``, ``grad``, ``vmap`` and
-``checkpoint``, and its gradient is differentiable again: ``grad`` of ``grad``, ``jax.hessian``
-and forward-over-reverse (``jvp`` of ``grad``) give the derivatives of the core's formulas.
-Forward mode of the kernel itself (``jax.jvp``/``jacfwd`` of the layer) raises JAX's
-``custom_vjp`` error. The cotangent of injected ``noise`` is exact.
+A ``custom_jvp`` rather than a ``custom_vjp``: JAX refuses forward mode (``jax.jvp``,
+``jax.jacfwd``) of a ``custom_vjp`` function, even inside a ``jit``. The rule is plain
+``jax.numpy``, so the kernel works under ``jit``, ``grad``, ``vmap``, ``checkpoint``, ``jvp`` and
+``jacfwd``, and every derivative is differentiable again: ``grad`` of ``grad``, ``jax.hessian``,
+forward-over-reverse and reverse-over-forward give the derivatives of the core's formulas. The
+tangent (and cotangent) of injected ``noise`` is exact.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import jax.numpy as jnp
 
 from idrop.core import functional as _functional
 from idrop.core._xp import activation as _activation
-from idrop.core.noise import lognormal_noise
+from idrop.core.jvp import info_dropout_jvp
 from idrop.core.spec import InfoDropoutSpec
-from idrop.core.vjp import activation_vjp, info_dropout_vjp
+from idrop.core.vjp import activation_vjp
 
 from ._namespace import draw_normal, kl_dtype, need_key, xp
 
@@ -67,43 +71,67 @@ def _forward(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _primal(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma: Any) -> tuple[Any, Any]:
+    return _forward(cfg, h, a, noise, mu, sigma)
+
+
+#: One jitted dispatch for an eager call (outside any jit), instead of ~40; inlined inside a jit.
+_primal_jit = jax.jit(_primal, static_argnums=0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _fused(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma: Any) -> tuple[Any, Any]:
     """``(z, kl)`` of :func:`idrop.core.functional.info_dropout` applied to ``act(h)`` (``h`` when no activation).
 
     ``noise``: a PRNG key (``cfg.draw``), ``eps`` in ``cfg.kl_dtype``, or None (evaluation).
     ``mu``/``sigma``: 0-d arrays in ``cfg.kl_dtype`` for the log-normal prior, else None.
     """
-    return _forward(cfg, h, a, noise, mu, sigma)
+    return _primal_jit(cfg, h, a, noise, mu, sigma)
 
 
-def _fwd(cfg: Config, h: jax.Array, a: jax.Array, noise: Any, mu: Any, sigma: Any) -> tuple[Any, tuple]:
-    return _forward(cfg, h, a, noise, mu, sigma), (h, a, noise, mu, sigma)
-
-
-def _bwd(cfg: Config, res: tuple, cts: tuple) -> tuple:
-    h, a, noise, mu, sigma = res
-    z_cot, kl_cot = cts
+def _tangent(cfg: Config, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+    """``(z_dot, kl_dot)`` by :func:`idrop.core.jvp.info_dropout_jvp`, cast to the outputs' dtypes."""
+    h, a, noise, mu, sigma = primals
+    h_dot, a_dot, noise_dot, mu_dot, sigma_dot = tangents
     cdt = cfg.kl_dtype
-    hc, ac, zc = h.astype(cdt), a.astype(cdt), z_cot.astype(cdt)
+    hc, ac = h.astype(cdt), a.astype(cdt)
     fc = _f(cfg, h).astype(cdt)  # as the forward pass rounded it
-    eps = _eps(cfg, h.shape, noise)
-    prior = {} if mu is None else {"mu": mu, "sigma": sigma}
-    g = info_dropout_vjp(fc, ac, eps, zc, kl_cot, spec=cfg.spec, **prior, training=cfg.training, xp=xp)
-    g_h = g.f if cfg.activation is None else activation_vjp(cfg.activation, hc, g.f, xp=xp)
-    g_noise = None
-    if cfg.training and not cfg.draw:  # d z / d eps = alpha * z, in both noise forms
-        spec = cfg.spec
-        alpha = _functional.alpha_from_logits(ac, max_alpha=spec.max_alpha, alpha_min=spec.alpha_min, xp=xp)
-        g_noise = (zc * alpha * lognormal_noise(fc, alpha, eps, mean_one=spec.mean_one, xp=xp)).astype(noise.dtype)
-    g_mu = None if mu is None else jnp.sum(g.mu).astype(mu.dtype)
-    g_sigma = None if sigma is None else jnp.sum(g.sigma).astype(sigma.dtype)
-    return g_h.astype(h.dtype), g.alpha_logits.astype(a.dtype), g_noise, g_mu, g_sigma
+    f_dot = h_dot.astype(cdt)
+    if cfg.activation is not None:
+        f_dot = activation_vjp(cfg.activation, hc, f_dot, xp=xp)  # element-wise: the vjp is the jvp
+    prior = {} if mu is None else {"mu": mu, "sigma": sigma, "mu_dot": mu_dot, "sigma_dot": sigma_dot}
+    eps_dot = noise_dot if cfg.training and not cfg.draw else None  # a key has no tangent
+    z_dot, kl_dot = info_dropout_jvp(
+        fc,
+        ac,
+        _eps(cfg, h.shape, noise),
+        f_dot,
+        a_dot.astype(cdt),
+        eps_dot,
+        spec=cfg.spec,
+        training=cfg.training,
+        xp=xp,
+        **prior,
+    )
+    return z_dot.astype(h.dtype), kl_dot
 
 
-# Each rule as one jitted function: called op by op (outside any jit) the chain is one compiled
-# dispatch instead of ~40; inside a jit the inner jit is inlined, so nothing changes there.
-_fused.defvjp(jax.jit(_fwd, static_argnums=0), jax.jit(_bwd, static_argnums=0))
+def _jvp(cfg: Config, primals: tuple, tangents: tuple) -> tuple[tuple, tuple]:
+    """The kernel's forward mode; reverse mode is JAX's transpose of it (``grad``, ``vjp``).
+
+    The tangent is linear in ``tangents`` with coefficients computed from ``primals``. Under
+    ``jax.checkpoint`` JAX keeps only the primals (``h``, the alpha logits, the key or ``eps``) as
+    residuals for reverse mode and recomputes the coefficients in the backward pass, as the
+    custom-VJP kernel this replaces did (``jax.custom_vjp`` refuses forward mode).
+    """
+    out = _primal(cfg, *primals)
+    # prevent_cse=False: inside one jit XLA may still share the recomputation with the forward pass
+    # (as it shared the custom-VJP kernel's redraw of eps); with the default barriers a jitted
+    # grad step of this op ran slower than the custom-VJP kernel's. JAX's residuals stay h, a, key.
+    return out, jax.checkpoint(_tangent, static_argnums=0, prevent_cse=False)(cfg, primals, tangents)
+
+
+_fused.defjvp(jax.jit(_jvp, static_argnums=0))
 
 
 def info_dropout_kernel(

@@ -101,7 +101,7 @@ class InfoDropout(_NoisyMap):
         \quad \alpha = \alpha_{\min} + \alpha_{\max}\,\sigma(\mathrm{alpha\_layer}(x))
 
     When not deterministic the log-normal noise is applied (``eps`` from the ``rng_collection``
-    stream) by a ``jax.custom_vjp`` kernel (``_kernel.py``) that keeps only ``h``, the alpha
+    stream) by a ``jax.custom_jvp`` kernel (``_kernel.py``) that keeps only ``h``, the alpha
     logits and the key for the backward pass. When deterministic the output is ``f(x)`` and,
     unless ``eval_kl``, the alpha branch and the KL are skipped and nothing is mutated.
     Each recorded call keeps its per-sample KL (eq. 3 or 4 summed over units, float32 for half

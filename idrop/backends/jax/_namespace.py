@@ -159,7 +159,7 @@ def draw_normal(key: Any, shape: tuple[int, ...], dtype: Any) -> jax.Array:
     """``jax.random.normal(key, shape, dtype)``, bit for bit.
 
     ``jax.random`` lowers Threefry-2x32 on the CPU as a rolled loop whose two ``uint32`` arrays
-    (and the normal's intermediates) XLA materialises; the custom-VJP kernel draws ``eps`` again
+    (and the normal's intermediates) XLA materialises; the custom-JVP kernel draws ``eps`` again
     in its backward pass, so for float32 draws from a Threefry key (typed ``jax.random.key`` or
     raw ``jax.random.PRNGKey``) this computes the same hash unrolled (:func:`_threefry_normal`),
     which XLA fuses into the kernel. That copy was checked bit for bit against

@@ -50,6 +50,8 @@ from ._diagnostics import diagnostics as diagnostics
 from ._diagnostics import kl_map as kl_map
 from ._diagnostics import kl_maps as kl_maps
 from ._diagnostics import plot_kl_maps as plot_kl_maps
+from ._export import export as export
+from ._export import noise_shapes as noise_shapes
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -65,6 +67,8 @@ from ._losses import kl_loss as kl_loss
 from ._schedules import BetaScheduler as BetaScheduler
 from ._schedules import beta_schedule as beta_schedule
 from ._uncertainty import mc_predict as mc_predict
+from ._surgery import strip_info_dropout as strip_info_dropout
+from ._surgery import to_info_dropout as to_info_dropout
 from ._uncertainty import sampling as sampling
 
 __all__ = [
@@ -83,6 +87,7 @@ __all__ = [
     "beta_schedule",
     "binary_dropout",
     "diagnostics",
+    "export",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
@@ -92,6 +97,9 @@ __all__ = [
     "kl_maps",
     "lognormal_dropout",
     "mc_predict",
+    "noise_shapes",
     "plot_kl_maps",
     "sampling",
+    "strip_info_dropout",
+    "to_info_dropout",
 ]

@@ -49,6 +49,8 @@ from idrop.backends.keras._diagnostics import diagnostics as diagnostics
 from idrop.backends.keras._diagnostics import kl_map as kl_map
 from idrop.backends.keras._diagnostics import kl_maps as kl_maps
 from idrop.backends.keras._diagnostics import plot_kl_maps as plot_kl_maps
+from idrop.backends.keras._export import export as export
+from idrop.backends.keras._export import noise_shapes as noise_shapes
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -65,6 +67,8 @@ from idrop.backends.keras._schedules import BetaScheduler as BetaScheduler
 from idrop.backends.keras._schedules import beta_schedule as beta_schedule
 from idrop.backends.keras._uncertainty import mc_predict as mc_predict
 from idrop.backends.keras._uncertainty import sampling as sampling
+from idrop.backends.keras._surgery import strip_info_dropout as strip_info_dropout
+from idrop.backends.keras._surgery import to_info_dropout as to_info_dropout
 
 __all__ = [
     "AlphaStats",
@@ -82,6 +86,7 @@ __all__ = [
     "beta_schedule",
     "binary_dropout",
     "diagnostics",
+    "export",
     "gaussian_dropout",
     "gaussian_kl",
     "ib_loss",
@@ -93,4 +98,7 @@ __all__ = [
     "mc_predict",
     "plot_kl_maps",
     "sampling",
+    "noise_shapes",
+    "strip_info_dropout",
+    "to_info_dropout",
 ]

@@ -1,0 +1,195 @@
+"""Export for Keras 3: ``model.export`` (a TensorFlow SavedModel, or ONNX through ``tf2onnx``) of the
+evaluation graph and of the sampling graph with the noise as inputs (the rules in :mod:`idrop.core.export`).
+
+Written on Keras APIs only, so the same code serves every Keras backend (which formats a backend can
+write is Keras's business). Both graphs are a small ``keras.Model`` around ``model`` whose ``call``
+takes ``x`` (evaluation) or ``[x, noise_0, ..., noise_{k-1}]`` (sampling) and calls ``model(x,
+training=False)``; in the sampling graph each ``InfoDropout`` layer's ``call`` is replaced, while the
+graph is traced, by its output with the noise on and the given draws (``noisy_output``; its
+sublayers, a ``norm=`` batch norm included, keep ``training=False`` from Keras's call context).
+The layers' KL records and KL metric are put back as they were after the export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from idrop.core.export import export_format
+
+
+def _info_layers(model: keras.Layer, info_dropout: type) -> list[Any]:
+    return [layer for layer in model._flatten_layers(include_self=True) if isinstance(layer, info_dropout)]
+
+
+@contextlib.contextmanager
+def _fed(layers: list[Any], noises: list[Any], noisy_output: Callable[..., Any]) -> Iterator[None]:
+    """``layers[i]`` computes ``noisy_output(layers[i], x, noises[i])`` inside this context."""
+    for layer, eps in zip(layers, noises):
+
+        def call(x, training=None, noise=None, _layer=layer, _eps=eps):
+            return noisy_output(_layer, x, _eps)
+
+        object.__setattr__(layer, "call", call)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+
+
+@contextlib.contextmanager
+def _records_kept(layers: list[Any]) -> Iterator[None]:
+    """Fresh KL records for ``layers`` inside, theirs (and their KL metric's state) back after: the calls
+    export makes (and the ones TensorFlow traces when it writes a SavedModel) must neither drop a step's
+    records nor leave traced ones."""
+    saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
+    metrics = [(v, v.numpy()) for layer in layers for v in getattr(layer, "kl_metric", keras.metrics.Mean()).variables]
+    for layer, records in saved:
+        if records is not None:
+            object.__setattr__(layer, "_kl_records", type(records)())
+    try:
+        yield
+    finally:
+        for layer, records in saved:
+            if records is not None:
+                object.__setattr__(layer, "_kl_records", records)
+        for v, value in metrics:  # the "<name>_kl" metric: an export call is no training step
+            v.assign(value)
+
+
+def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tuple[int, ...]]]:
+    """``(index among the InfoDropout layers, output shape)`` of each InfoDropout call, in order."""
+    layers = _info_layers(model, info_dropout)
+    log: list[tuple[int, tuple[int, ...]]] = []
+    for k, layer in enumerate(layers):
+        original = type(layer).call.__get__(layer)
+
+        def call(x, training=None, noise=None, _original=original, _k=k):
+            z = _original(x, training=training, noise=noise)
+            log.append((_k, tuple(z.shape)))
+            return z
+
+        object.__setattr__(layer, "call", call)
+    try:
+        with _records_kept(layers):
+            model(x, training=False)
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+    return log
+
+
+class _Graph(keras.Model):
+    """``x -> model(x)`` or ``[x, *noises] -> model(x)`` with the noises fed to ``layers`` in order."""
+
+    def __init__(self, model: keras.Model, layers: list[Any], noisy_output: Callable[..., Any]) -> None:
+        super().__init__(name="idrop_export")  # a valid TF scope name (not "_graph")
+        self.inner = model
+        self.fed = layers
+        self.noisy_output = noisy_output
+
+    def call(self, inputs: Any) -> Any:
+        if not self.fed:
+            return self.inner(inputs, training=False)
+        x, *noises = inputs
+        with _fed(self.fed, noises, self.noisy_output):
+            return self.inner(x, training=False)
+
+
+def export_graph(
+    model: keras.Model,
+    path: str | Path,
+    x: Any,
+    info_dropout: type,
+    noisy_output: Callable[..., Any],
+    *,
+    sampling: bool,
+    fmt: str | None,
+    dynamic_batch: bool = False,
+):
+    """:func:`export` with the given ``InfoDropout`` class and its noisy output ``(layer, x, eps) -> z``
+    (one per Keras adapter)."""
+    fmt = export_format(path, fmt, ("tf_saved_model", "onnx"))
+    x = np.asarray(x)
+    calls = _calls(model, x, info_dropout) if sampling else []
+    layers = _info_layers(model, info_dropout)
+    graph = _Graph(model, [layers[k] for k, _ in calls], noisy_output)
+    noise_dtype = np.promote_types(x.dtype, np.float32).name
+
+    def batched(shape: tuple[int, ...]) -> tuple:
+        return (None, *shape[1:]) if dynamic_batch else tuple(shape)
+
+    x_spec = keras.InputSpec(shape=batched(x.shape), dtype=x.dtype.name)
+    noise_specs = [keras.InputSpec(shape=batched(shape), dtype=noise_dtype) for _, shape in calls]
+    with _records_kept(layers):  # build the wrapper
+        graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)] if sampling else x)
+    signature = [[x_spec, *noise_specs]] if sampling else [x_spec]
+    if fmt == "onnx" and keras.backend.backend() == "tensorflow":
+        from idrop.backends.tensorflow._onnx import register_log1p  # the softplus's log1p, which tf2onnx cannot convert
+
+        register_log1p()
+    with _records_kept(layers):
+        graph.export(str(path), format=fmt, input_signature=signature, verbose=False)
+    return graph
+
+
+def noise_shapes(model: keras.Model, x: Any) -> list[tuple[int, ...]]:
+    """The shape of each ``InfoDropout`` layer's output for ``x``, in call order: the sampling graph's noise inputs."""
+    from ._layers import InfoDropout
+
+    return [shape for _, shape in _calls(model, np.asarray(x), InfoDropout)]
+
+
+def export(
+    model: keras.Model,
+    path: str | Path,
+    x: Any,
+    *,
+    sampling: bool = False,
+    format: str | None = None,
+    dynamic_batch: bool = False,
+):
+    """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
+
+    The sampling graph takes one list ``[x, noise_0, ..., noise_{k-1}]``: the standard-normal draws
+    of the ``k`` ``InfoDropout`` calls in order (shapes from :func:`noise_shapes`; float32 at least),
+    see :mod:`idrop.core.export`.
+
+    Args:
+        model: a built Keras model or layer.
+        path: where to write: a directory (``"tf_saved_model"``, served by ``tf.saved_model.load(path).serve``)
+            or a ``.onnx`` file (``"onnx"``, needs ``pip install "idrop[export]"``).
+        x: an example input; it fixes the shapes and dtype.
+        sampling: write the sampling graph instead of the evaluation graph.
+        format: ``"tf_saved_model"`` or ``"onnx"``; default from the path's suffix.
+        dynamic_batch: let the graph take any batch size (the first axis of ``x`` and of every noise).
+
+    Returns:
+        The exported ``keras.Model`` wrapper (its ``call`` is the graph).
+    """
+    from ._layers import InfoDropout
+
+    return export_graph(
+        model, path, x, InfoDropout, _noisy_output, sampling=sampling, fmt=format, dynamic_batch=dynamic_batch
+    )
+
+
+def _noisy_output(layer: Any, x: Any, eps: Any) -> Any:
+    """``z`` of a training call of ``layer`` with the noise ``eps``, by the functional op (plain ops:
+    the fused kernel's ``tf.custom_gradient`` becomes a function call that tf2onnx cannot freeze with a
+    free batch axis, and an exported graph needs no gradient). Uses ``InfoDropout._maps`` (its two maps)."""
+    from idrop.core._xp import activation
+
+    from ._functional import info_dropout
+    from ._namespace import xp
+
+    h, alpha_logits = layer._maps(x)
+    prior = {"mu": layer.mu, "sigma": layer.sigma} if layer.spec.prior == "log-normal" else {}
+    f = activation(layer.activation, h, xp=xp)
+    return info_dropout(f, alpha_logits, noise=eps, training=True, **layer.spec.kl_options, **prior)[0]
