@@ -122,11 +122,11 @@ def export(
         The ``torch.export.ExportedProgram`` (``"pt2"``) or the ``torch.onnx.ONNXProgram`` (``"onnx"``).
 
     Example:
-        >>> import torch
+        >>> import tempfile, torch
         >>> from idrop.backends.torch import InfoDropout, export, noise_shapes
         >>> model = torch.nn.Sequential(InfoDropout(torch.nn.Linear(4, 3)), torch.nn.Linear(3, 2))
         >>> x = torch.randn(5, 4)
-        >>> program = export(model, "/tmp/idrop_doctest.pt2", x, sampling=True)
+        >>> program = export(model, f"{tempfile.mkdtemp()}/sampling.pt2", x, sampling=True)
         >>> eps = [torch.randn(s) for s in noise_shapes(model, x)]
         >>> program.module()(x, *eps).shape
         torch.Size([5, 2])
