@@ -87,13 +87,43 @@ class BatchNorm(keras.layers.BatchNormalization):
         return tf.cast(y, inputs.dtype)
 
 
+@keras.saving.register_keras_serializable(package="idrop_experiments")
+class Conv2D(keras.layers.Conv2D):
+    """A conv zero-padded by ``k // 2`` on every side, as torch's ``padding=k // 2`` and the JAX nets'.
+
+    Keras' ``padding="same"`` pads a stride-2 3x3 conv on an even input by 0 before and 1 after
+    (TF's 'SAME', as the official code), so its output cell ``i`` sees input pixels ``2i..2i+2``
+    where torch's and JAX's see ``2i-1..2i+1``: the same grid size, shifted by one pixel. With
+    this layer the three backends compute the same function of the same weights, and their heat
+    maps lie on the same grid. (For stride 1 and an odd kernel it equals ``"same"``.)
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, **kwargs: Any) -> None:
+        kwargs["padding"] = "valid"
+        super().__init__(filters, kernel_size, **kwargs)
+
+    def _pads(self) -> list[list[int]]:
+        kh, kw = self.kernel_size
+        return [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]]
+
+    def call(self, inputs: Any) -> Any:
+        return super().call(keras.ops.pad(inputs, self._pads()))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        shape = list(input_shape)
+        for axis, (before, after) in ((1, self._pads()[1]), (2, self._pads()[2])):
+            if shape[axis] is not None:
+                shape[axis] += before + after
+        return super().compute_output_shape(tuple(shape))
+
+
 def act(activation: str) -> keras.Layer:
     return keras.layers.Activation("relu" if activation == "relu" else "softplus")
 
 
 def conv_bn(filters: int, k: int, stride: int = 1) -> list[keras.Layer]:
-    """A 'same'-padded conv without bias (batch norm follows) and its batch norm."""
-    return [keras.layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False), BatchNorm()]
+    """A conv padded by ``k // 2`` on every side, without bias (batch norm follows), and its batch norm."""
+    return [Conv2D(filters, k, strides=stride, use_bias=False), BatchNorm()]
 
 
 def noisy_block(

@@ -20,7 +20,7 @@ from idrop.backends.jax import InfoDropout
 from idrop.distributed import jax as djax
 from idrop.experiments.mnist.jax import kl_per_example
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: _mnist_data
 from _mnist_data import mnist_args
 
 B, N_TRAIN, BETA = 8, 50, 3.0

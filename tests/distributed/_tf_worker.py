@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 from idrop import cli  # noqa: E402
 from idrop.backends.tensorflow import InfoDropout  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: _mnist_data
 from _mnist_data import mnist_args  # noqa: E402
 
 B, N_TRAIN, BETA = 8, 50, 3.0

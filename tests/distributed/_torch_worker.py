@@ -19,7 +19,7 @@ from idrop.backends.torch import InfoDropout, ib_loss
 from idrop.distributed import torch as dtorch
 from idrop.experiments.mnist.torch import sum_loss
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: _mnist_data
 from _mnist_data import mnist_args
 
 B, N_TRAIN, BETA = 7, 50, 3.0  # odd batch: shards of 4 and 3

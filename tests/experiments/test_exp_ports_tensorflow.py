@@ -131,3 +131,50 @@ def test_all_cnn_32_is_the_official_network() -> None:
     drops = [m for m in layers if isinstance(m, InfoDropout)]
     assert len(drops) == 2 and all(d.alpha_layer.use_bias for d in drops)
     assert isinstance(net.logits, keras.layers.Dense)
+
+
+def test_stride2_conv_pads_as_torch_and_jax() -> None:
+    """A stride-2 3x3 conv pads 1 on every side (torch's ``padding=1``, the JAX nets'), not Keras' 'same'.
+
+    Keras' 'same' pads an even input 0 before and 1 after, so the grid would be shifted by one pixel
+    against the other backends' and the Cluttered MNIST heat maps would not share a grid.
+    """
+    import keras
+
+    from idrop.experiments._tensorflow_common import Conv2D
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    conv = Conv2D(4, 3, strides=2, use_bias=False)
+    y = np.asarray(conv(x))
+    w = np.asarray(conv.kernel)  # [kh, kw, c_in, c_out]
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    ref = np.zeros((2, 3, 3, 4))
+    for i in range(3):
+        for j in range(3):
+            ref[:, i, j] = np.einsum("nhwc,hwco->no", padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3], w)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    assert conv.compute_output_shape((2, 6, 6, 3)) == (2, 3, 3, 4)
+    same = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+    same.build(x.shape)
+    same.kernel.assign(w)
+    assert not np.allclose(np.asarray(same(x)), y, atol=1e-3)  # the shift this layer removes
+
+
+def test_cnn_ports_use_the_symmetric_conv() -> None:
+    """Every conv of the Cluttered MNIST and All-CNN-32 TensorFlow nets, alpha convs included, is that conv."""
+    import keras
+
+    from idrop.experiments._tensorflow_common import Conv2D
+    from idrop.experiments.cluttered import _config
+    from idrop.experiments.cluttered.tensorflow import build_model
+    from idrop.experiments.nets.tensorflow import AllCNN32
+
+    cfg = {**_config.QUICK.__dict__, "device": "cpu", "widths": (2, 2, 2, 2), "top_width": 2, "canvas": 48}
+    cnn = AllCNN32("information", widths=(2, 4))
+    cnn(np.zeros((1, 32, 32, 3), np.float32), training=False)
+    for model in (build_model(cfg, 0), cnn):
+        convs = [
+            m for m in model._flatten_layers(include_self=False, recursive=True) if isinstance(m, keras.layers.Conv2D)
+        ]
+        assert convs and all(type(m) is Conv2D for m in convs), {type(m).__name__ for m in convs}

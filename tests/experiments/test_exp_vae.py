@@ -59,6 +59,10 @@ def test_full_setting_is_table_1_and_the_table_names_the_differences() -> None:
     text = vae.table(cfg, summary, n_train=5000, n_test=10000)
     assert "-100.50 ± 0.71" in text  # mean ± sample std over seeds
     assert "5,000 MNIST training images" in text and "Binarisation: stochastic" in text and "Table 1" in text
+    assert "60,000" in text  # the paper's training-set size, named beside ours
+    # Table 1 could not be read here: every row says so instead of quoting a number.
+    rows_out = [line for line in text.splitlines() if line.startswith(("| gaussian", "| information"))]
+    assert len(rows_out) == 6 and all(line.endswith(f"| {vae.PAPER_CELL} |") for line in rows_out)
 
 
 def test_tiny_end_to_end_on_keras(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The Cluttered MNIST settings: FULL (the official code) and QUICK (a CPU check), each field sourced.
 
-Sources: the paper is arXiv:1611.01353 (Sec. 6, Fig. 2, Table 2b); the official code is
+Sources: the paper is arXiv:1611.01353 (Fig. 2, Table 2b; its text past the abstract could not be
+reached here, see docs/reproduction.md); the official code is
 ``ucla-vision/information-dropout`` (``cluttered.py``, ``task.py``, ``README.md``).
 ``docs/reproduction-cluttered.md`` holds the same table with the reasons in full.
 """
@@ -53,7 +54,7 @@ class ClutteredConfig:
 
 FULL = ClutteredConfig(
     canvas=96,  # cluttered.py:14 (img_h, img_w = 96, 96); paper Sec. 6
-    distractors=21,  # paper Sec. 6 (issue 13: "21 distractors"); official data: DeepMind generator, README.md:20
+    distractors=21,  # issue 13's reading of the paper (unchecked); official data: DeepMind's generator, README.md:20
     n_train=60000,  # the official data set was made from MNIST's 60k training digits (README.md:20)
     n_test=10000,  # MNIST's 10k test digits
     widths=(32, 64, 96, 192),  # cluttered.py:123-137; paper Table 2b

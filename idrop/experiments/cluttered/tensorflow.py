@@ -17,6 +17,7 @@ from idrop.backends.tensorflow import InfoDropout, kl_loss, kl_map
 from idrop.experiments import RunKey
 from idrop.experiments._tensorflow_common import (
     BatchNorm,
+    Conv2D,
     KerasCheckpoint,
     batches,
     configure,
@@ -34,13 +35,13 @@ def _bn() -> BatchNorm:
 
 def _conv_bn_act(filters: int, k: int, activation: str) -> list[keras.Layer]:
     # The official conv (cluttered.py:64-79): no bias (batch norm follows), BN, activation.
-    conv = keras.layers.Conv2D(filters, k, padding="same", use_bias=False)
-    return [conv, _bn(), keras.layers.Activation(activation)]
+    return [Conv2D(filters, k, use_bias=False), _bn(), keras.layers.Activation(activation)]
 
 
-def _stride2(filters: int, bias: bool) -> keras.layers.Conv2D:
-    # 'SAME' as the official conv2d: the same grid sizes as torch's and JAX's padding of 1.
-    return keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=bias)
+def _stride2(filters: int, bias: bool) -> Conv2D:
+    # Padding 1 on every side as torch's and JAX's, not Keras' 'same' (0 before, 1 after on an even
+    # input): the same function of the same weights, and heat maps on the same grid in all backends.
+    return Conv2D(filters, 3, strides=2, use_bias=bias)
 
 
 class ClutteredCNN(keras.Model):

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, gaussian_kl
-from idrop.experiments._tensorflow_common import BatchNorm
+from idrop.experiments._tensorflow_common import BatchNorm, Conv2D
 
 from . import ALL_CNN_WIDTHS
 
@@ -65,8 +65,9 @@ def _act(activation: str) -> keras.Layer:
     return keras.layers.Activation("relu" if activation == "relu" else "softplus")
 
 
-def _conv(filters: int, k: int, stride: int = 1) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)
+def _conv(filters: int, k: int, stride: int = 1) -> Conv2D:
+    # Padded k // 2 on every side (not Keras' 'same'): the torch and JAX nets' stride-2 grids.
+    return Conv2D(filters, k, strides=stride, use_bias=False)
 
 
 def conv_bn_act(filters: int, k: int, activation: str) -> list[keras.Layer]:
@@ -80,7 +81,7 @@ def noisy_conv(
     """The stride-2 conv with its noise; the alpha conv has a bias, as the official one (cifar.py:90-91)."""
     conv, bn = _conv(filters, 3, 2), shift_only_batch_norm()
     if method == "information":
-        alpha = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=True)
+        alpha = Conv2D(filters, 3, strides=2, use_bias=True)
         return [InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_layer=alpha, seed=seed)]
     if method == "binary":
         return [BinaryDropout(conv, activation=activation, rate=rate, norm=bn, seed=seed)]

@@ -65,9 +65,14 @@ FULL = VaeConfig()
 #: Sized to finish in minutes per backend on 2 CPU cores: 1/8 of the units, 20 epochs, 2 seeds.
 QUICK = dataclasses.replace(FULL, scale=8.0, epochs=20, seeds=(0, 1))
 
-#: No number of Table 1 is copied here: the paper's text could not be reached from this offline
-#: machine, so the table names the source instead of quoting values it cannot check.
-PAPER_SOURCE = "arXiv:1611.01353 Table 1 (60k training images; values not copied, see docs/reproduction.md)"
+#: No number of Table 1 is quoted: the paper's text past its abstract could not be reached from this
+#: offline machine (docs/reproduction.md, "About the paper column"), and none is written from memory.
+PAPER_SOURCE = (
+    "arXiv:1611.01353 Table 1 could not be read here (the paper's text past its abstract is not reachable "
+    "offline; docs/reproduction.md), so no value of it is quoted"
+)
+#: What the "paper (Table 1)" column says on every row, for the same reason.
+PAPER_CELL = "not reachable here"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,16 +142,16 @@ def table(cfg: dict[str, Any], summary: list[dict[str, Any]], n_train: int, n_te
         if math.isfinite(s["test_elbo_std"]):
             elbo += f" ± {s['test_elbo_std']:.2f}"
         lines.append(
-            f"| {s['latent']} | {s['k']:g} | {s['hidden']} / {s['latent_units']} | {s['n']} | {elbo} | see below |"
+            f"| {s['latent']} | {s['k']:g} | {s['hidden']} / {s['latent_units']} | {s['n']} | {elbo} | {PAPER_CELL} |"
         )
     notes = [
         "",
         "Test ELBO: mean over the test images of one-sample estimates "
         f"({cfg['eval_samples']} draws per image), mean ± sample std over seeds; higher is better.",
-        f"Training set: {n_train:,} MNIST training images (the paper: the full training set); "
+        f"Training set: {n_train:,} MNIST training images (the paper: MNIST's training set, 60,000 images); "
         f"test set: {n_test:,} images. Units are Table 1's sizes divided by {cfg['scale']:g}; "
         f"{cfg['epochs']} epochs.",
-        f"Binarisation: {cfg['binarize']} (the paper's binarisation is not stated in the text available here).",
+        f"Binarisation: {cfg['binarize']} (the paper's binarisation could not be read here).",
         f"Paper: {PAPER_SOURCE}.",
     ]
     return "\n".join(lines + notes) + "\n"

