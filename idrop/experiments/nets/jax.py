@@ -31,7 +31,14 @@ def hidden_layer(method: str, n_in: int, width: int, config: Any, rngs: nnx.Rngs
     if method == "lognormal":
         return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha, rngs=rngs)
     if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, rngs=rngs)
+        return InfoDropout(
+            linear,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
+            rngs=rngs,
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 

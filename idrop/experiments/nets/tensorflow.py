@@ -39,6 +39,7 @@ def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer
             activation="relu",
             prior="log-uniform",
             max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
             seed=seed,
             beta=config.beta,
             n_train=config.n_train,

@@ -30,7 +30,13 @@ def hidden_layer(method: str, n_in: int, width: int, config: Any) -> nn.Module:
     if method == "lognormal":
         return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha)
     if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha)
+        return InfoDropout(
+            linear,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 
