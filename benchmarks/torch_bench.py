@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks._settings import Settings, row, skipped
+from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_torch import NaiveInfoDropout
 from idrop.backends.torch import InfoDropout, ib_loss
@@ -222,10 +222,11 @@ def memory(case: str, s: Settings, device: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- networks --
 
 
-def _hidden(method: str, layer: nn.Module, norm: nn.Module | None = None) -> list[nn.Module]:
-    """``layer -> [norm] -> relu`` with the method's dropout (information: the layer wrapped)."""
-    if method == "information":
-        return [InfoDropout(layer, activation="relu", norm=norm)]
+def _hidden(method: str, layer: nn.Module, norm: nn.Module | None = None, rank: int = 0) -> list[nn.Module]:
+    """``layer -> [norm] -> relu`` with the method's dropout (information: the layer wrapped;
+    cheap: with the cheap alpha branch of ``rank``)."""
+    if method in ("information", "cheap"):
+        return [InfoDropout(layer, activation="relu", norm=norm, alpha_rank=rank if method == "cheap" else None)]
     mods = [layer] + ([norm] if norm is not None else []) + [nn.ReLU()]
     return mods + ([nn.Dropout(0.5)] if method == "binary" else [])
 
@@ -234,13 +235,15 @@ def mnist_mlp(method: str, s: Settings) -> nn.Module:
     """784-W-W-W-10 ReLU, dropout after every hidden layer."""
     w, layers, d = s.mlp_width, [], s.mlp_in
     for _ in range(3):
-        layers += _hidden(method, nn.Linear(d, w))
+        layers += _hidden(method, nn.Linear(d, w), rank=s.mlp_alpha_rank)
         d = w
     return nn.Sequential(*layers, nn.Linear(w, 10))
 
 
 def all_cnn_32(method: str, s: Settings) -> nn.Module:
     """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths."""
+    if method == "cheap":
+        return AllCNN32("information", widths=(s.cnn_c1, s.cnn_c2), alpha_rank=s.cnn_alpha_rank)
     return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
 
 
@@ -258,7 +261,7 @@ def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[
         x = torch.randn(batch, 3, s.cnn_hw, s.cnn_hw, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     steps = {}
-    for method in ("none", "binary", "information"):
+    for method in THROUGHPUT_VARIANTS:
         model = build(method, s).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -292,6 +295,7 @@ def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[
         ratios={
             "information/none": c.ratio("information", "none"),
             "information/binary": c.ratio("information", "binary"),
+            "cheap/binary": c.ratio("cheap", "binary"),
         },
         note="ratios are of step times (above 1: slower)",
     )
