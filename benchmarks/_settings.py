@@ -82,6 +82,8 @@ class Settings:
     # shared, oversubscribed machine multi-threaded OpenMP regions stall at their barriers whenever a
     # sibling thread is descheduled (a tiny conv step went from 0.2 ms to 60 ms), which swamps the ratios.
     threads: int = 1
+    # Which kinds of rows to measure (`--only`): all of KINDS by default.
+    kinds: tuple[str, ...] = KINDS
 
     @classmethod
     def tiny_settings(cls, **overrides: Any) -> Settings:

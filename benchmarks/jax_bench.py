@@ -378,19 +378,22 @@ def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = Fal
 def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             # jax.jit is not optional in JAX: it runs under --no-compile too (eager JAX is op-by-op dispatch).
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"jax {device[0]} {kind} {case} {mode}")
                     rows.append(fn(case, s, device, compiled))
-            log(f"jax {device[0]} memory {case}")
-            rows.extend(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                log(f"jax {device[0]} memory {case}")
+                rows.extend(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             log(f"jax {device[0]} throughput {net}")
             rows.append(throughput(net, s, device))
-        if s.mixed_precision_row(device[0]):
+        if "throughput" in s.kinds and s.mixed_precision_row(device[0]):
             log(f"jax {device[0]} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows

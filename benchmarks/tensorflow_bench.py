@@ -369,12 +369,14 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         tf.config.threading.set_inter_op_parallelism_threads(s.threads)
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 if compiled and not s.compile:
                     continue
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"tensorflow {device} {kind} {case} {mode}")
                     try:
                         rows.append(fn(case, s, device, compiled))
@@ -382,12 +384,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
                         if not compiled:
                             raise
                         rows.append(skipped(BACKEND, device, kind, case, mode, f"{type(err).__name__}: {err}"[:300]))
-            rows.append(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                rows.append(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             # Eager Keras training is not how TF is run for throughput; tf.function+XLA is (--no-compile: eager).
             log(f"tensorflow {device} throughput {net}")
             rows.append(throughput(net, s, device, compiled=s.compile))
-        if s.mixed_precision_row(device):
+        if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"tensorflow {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, compiled=s.compile, mixed=True))
     return rows

@@ -306,12 +306,14 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         torch.set_num_threads(s.threads)
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 if compiled and not s.compile:
                     continue
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"torch {device} {kind} {case} {mode}")
                     try:
                         rows.append(fn(case, s, device, compiled))
@@ -319,12 +321,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
                         if not compiled:
                             raise
                         rows.append(skipped(BACKEND, device, kind, case, mode, f"{type(err).__name__}: {err}"[:300]))
-            log(f"torch {device} memory {case}")
-            rows.extend(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                log(f"torch {device} memory {case}")
+                rows.extend(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             log(f"torch {device} throughput {net}")
             rows.append(throughput(net, s, device))
-        if s.mixed_precision_row(device):
+        if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"torch {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows
