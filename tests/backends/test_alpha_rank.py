@@ -37,7 +37,7 @@ def test_torch_maps_stack_and_round_trip():
     # One stacked convolution (layer and down) gives what the two maps give, batched and not.
     for xi, batched in ((x, True), (x[0], False)):
         h, logits = both_maps(layer.layer, a, xi, stack=True, batched=batched)
-        torch.testing.assert_close(h, layer.layer(xi), rtol=0, atol=0)
+        torch.testing.assert_close(h, layer.layer(xi))  # oneDNN may pick another algorithm for out + r channels
         torch.testing.assert_close(logits, a(xi))
     z = layer(x, noise=eps)
     z.sum().backward()
@@ -95,7 +95,7 @@ def test_keras_maps_stack_save_and_config(tmp_path):
     assert conv._low_rank_maps and not dense._low_rank_maps  # only a conv runs stacked
     x = _rand(2, 8, 8, 3)
     h, logits = _low_rank_call(conv.layer, conv.alpha_layer, x)
-    np.testing.assert_array_equal(h, conv.layer(x))
+    np.testing.assert_allclose(h, conv.layer(x), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(logits, conv.alpha_layer(x), rtol=1e-6, atol=1e-6)
     config = dense.get_config()
     assert config["alpha_rank"] == 3 and config["alpha_layer"] is None
