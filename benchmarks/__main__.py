@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._report import _loadavg, base_versions, machine, markdown
-from benchmarks._settings import Settings
+from benchmarks._settings import KINDS, Settings
 from idrop.backends import BACKENDS, keras_label
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 # --tiny proves the code runs: XLA's slow optimisation passes are not worth their compile time there.
 TINY_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if not kinds or bad:
+        raise argparse.ArgumentTypeError(f"expected kinds from {', '.join(KINDS)}; got {text!r}")
+    return kinds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="CPU threads per framework, 0 for the framework's default (default 1: stable ratios on a shared machine)",
     )
+    p.add_argument(
+        "--only",
+        type=_kinds,
+        default=None,
+        metavar="KIND[,KIND]",
+        help=f"measure only these kinds of rows ({', '.join(KINDS)}; default: all)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     return p.parse_args(argv)
 
@@ -59,6 +74,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         s = dataclasses.replace(s, threads=max(0, args.threads))
     if args.no_compile:
         s = dataclasses.replace(s, compile=False)
+    if args.only is not None:
+        s = dataclasses.replace(s, kinds=args.only)
     return s
 
 

@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from benchmarks._settings import GPU_TARGETS, TARGETS
+from benchmarks._settings import CHEAP_TARGETS, GPU_TARGETS, TARGETS, THROUGHPUT_VARIANTS
 
 
 def _cpu_model() -> str:
@@ -182,13 +182,15 @@ def markdown(result: dict[str, Any]) -> str:
             "none",
             "binary 0.5",
             "information",
+            "cheap alpha",
             "time information/none",
             "time information/binary",
+            "time cheap/binary",
         ],
         [
             _where(r)
-            + [_f(r["images_per_s"][k], 1) for k in ("none", "binary", "information")]
-            + [_ratio(r, "information/none"), _ratio(r, "information/binary")]
+            + [_f(r["images_per_s"][k], 1) if k in r["images_per_s"] else "-" for k in THROUGHPUT_VARIANTS]
+            + [_ratio(r, "information/none"), _ratio(r, "information/binary"), _ratio(r, "cheap/binary")]
             for r in by_kind["throughput"]
         ],
     )
@@ -207,6 +209,14 @@ def markdown(result: dict[str, Any]) -> str:
                 for r in by_kind["keras_train"]
             ],
         )
+    out += [
+        "",
+        f"cheap alpha: Information Dropout with the low-rank alpha branch, `InfoDropout(alpha_rank=r)` "
+        f"(r = {result['settings'].get('mlp_alpha_rank')} in the MLP, {result['settings'].get('cnn_alpha_rank')} "
+        "in All-CNN-32). Targets: time cheap/binary <= "
+        + ", ".join(f"{v['cheap/binary']} ({k})" for k, v in CHEAP_TARGETS.items())
+        + ".",
+    ]
     skipped = [r for r in result["rows"] if "skipped" in r]
     if skipped or result.get("errors"):
         out += ["", "## Not measured", ""]

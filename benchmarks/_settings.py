@@ -31,13 +31,22 @@ GPU_TARGETS = {
 }
 
 
+# The cheap alpha branch (InfoDropout(alpha_rank=r), issue 17): whole-network step time against binary
+# dropout, on every device: the MLP <= 1.25x, All-CNN-32 <= 1.10x.
+CHEAP_TARGETS = {"mlp": {"cheap/binary": 1.25}, "allcnn": {"cheap/binary": 1.10}}
+#: The throughput rows' variants: no dropout, binary dropout 0.5, Information Dropout with the
+#: paper's full alpha map and with the cheap alpha branch.
+THROUGHPUT_VARIANTS = ("none", "binary", "information", "cheap")
+
+
 def targets_for(kind: str, device: str, case: str, mode: str) -> dict[str, float]:
     """The upper bounds that apply to a row (none for rows the issue sets no target for)."""
+    cheap = CHEAP_TARGETS.get(case, {}) if kind == "throughput" else {}
     if device == "cpu":
-        return TARGETS.get(kind, {})
+        return {**TARGETS.get(kind, {}), **cheap}
     if kind == "throughput" and not (case == "allcnn" and mode.endswith("bf16")):
-        return {}
-    return GPU_TARGETS.get(kind, {})
+        return cheap
+    return {**GPU_TARGETS.get(kind, {}), **cheap}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +69,10 @@ class Settings:
     cnn_hw: int = 32
     cnn_c1: int = 96
     cnn_c2: int = 192
+    # Rank of the cheap alpha branch (the `cheap` variant of the throughput rows): 1/32 of the MLP's
+    # width, 1/6 and 1/12 of All-CNN-32's two noisy convs.
+    mlp_alpha_rank: int = 32
+    cnn_alpha_rank: int = 16
     # Rounds of the round-robin timing (see _timing.compare).
     repeats: int = 11
     throughput_repeats: int = 5
@@ -71,6 +84,8 @@ class Settings:
     # shared, oversubscribed machine multi-threaded OpenMP regions stall at their barriers whenever a
     # sibling thread is descheduled (a tiny conv step went from 0.2 ms to 60 ms), which swamps the ratios.
     threads: int = 1
+    # Which kinds of rows to measure (`--only`): all of KINDS by default.
+    kinds: tuple[str, ...] = KINDS
 
     @classmethod
     def tiny_settings(cls, **overrides: Any) -> Settings:
@@ -88,6 +103,8 @@ class Settings:
             "cnn_hw": 8,
             "cnn_c1": 8,
             "cnn_c2": 16,
+            "mlp_alpha_rank": 4,
+            "cnn_alpha_rank": 4,
             "repeats": 2,
             "throughput_repeats": 1,
             "warmup": 1,

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from benchmarks._settings import Settings, row, skipped
+from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_jax import NaiveInfoDropout
 from idrop.backends.jax import InfoDropout, ib_loss
@@ -303,9 +303,11 @@ def xla_temp(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- networks --
 
 
-def _hidden(method: str, layer: nnx.Module, seed: int, norm: nnx.Module | None = None) -> list[Callable]:
-    if method == "information":
-        return [InfoDropout(layer, activation="relu", norm=norm, rngs=nnx.Rngs(seed, dropout=seed))]
+def _hidden(method: str, layer: nnx.Module, seed: int, norm: nnx.Module | None = None, rank: int = 0) -> list[Callable]:
+    if method in ("information", "cheap"):
+        rank_or_none = rank if method == "cheap" else None
+        rngs = nnx.Rngs(seed, dropout=seed)
+        return [InfoDropout(layer, activation="relu", norm=norm, alpha_rank=rank_or_none, rngs=rngs)]
     mods: list[Callable] = [layer] + ([norm] if norm is not None else []) + [jax.nn.relu]
     return mods + ([nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=seed))] if method == "binary" else [])
 
@@ -314,7 +316,7 @@ def mnist_mlp(method: str, s: Settings) -> nnx.Module:
     layers: list[Callable] = []
     d = s.mlp_in
     for i in range(3):
-        layers += _hidden(method, nnx.Linear(d, s.mlp_width, rngs=nnx.Rngs(i)), seed=100 + i)
+        layers += _hidden(method, nnx.Linear(d, s.mlp_width, rngs=nnx.Rngs(i)), seed=100 + i, rank=s.mlp_alpha_rank)
         d = s.mlp_width
     return nnx.Sequential(*layers, nnx.Linear(d, 10, rngs=nnx.Rngs(9)))
 
@@ -322,7 +324,9 @@ def mnist_mlp(method: str, s: Settings) -> nnx.Module:
 def all_cnn_32(method: str, s: Settings, dtype: Any = None) -> nnx.Module:
     """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths;
     ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters."""
-    return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2), dtype=dtype, rngs=nnx.Rngs(0, dropout=1))
+    rank = s.cnn_alpha_rank if method == "cheap" else None
+    method = "information" if method == "cheap" else method
+    return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2), dtype=dtype, alpha_rank=rank, rngs=nnx.Rngs(0, dropout=1))
 
 
 @nnx.jit
@@ -349,7 +353,7 @@ def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = Fal
             x = jax.random.normal(key, (batch, s.cnn_hw, s.cnn_hw, 3))
         y = jax.random.randint(key, (batch,), 0, 10)
         steps = {}
-        for method in ("none", "binary", "information"):
+        for method in THROUGHPUT_VARIANTS:
             model = build(method, s)
             opt = nnx.Optimizer(model, optax.sgd(1e-3, momentum=0.9), wrt=nnx.Param)
             steps[method] = lambda model=model, opt=opt: _train_step(model, opt, x, y)
@@ -365,6 +369,7 @@ def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = Fal
         ratios={
             "information/none": c.ratio("information", "none"),
             "information/binary": c.ratio("information", "binary"),
+            "cheap/binary": c.ratio("cheap", "binary"),
         },
         note="nnx.jit train step; ratios are of step times (above 1: slower)",
     )
@@ -373,19 +378,22 @@ def throughput(net: str, s: Settings, device: tuple[str, Any], mixed: bool = Fal
 def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             # jax.jit is not optional in JAX: it runs under --no-compile too (eager JAX is op-by-op dispatch).
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"jax {device[0]} {kind} {case} {mode}")
                     rows.append(fn(case, s, device, compiled))
-            log(f"jax {device[0]} memory {case}")
-            rows.extend(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                log(f"jax {device[0]} memory {case}")
+                rows.extend(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             log(f"jax {device[0]} throughput {net}")
             rows.append(throughput(net, s, device))
-        if s.mixed_precision_row(device[0]):
+        if "throughput" in s.kinds and s.mixed_precision_row(device[0]):
             log(f"jax {device[0]} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows

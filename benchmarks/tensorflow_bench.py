@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks._settings import Settings, row, skipped
+from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_tensorflow import NaiveInfoDropout
 from idrop.backends.tensorflow import InfoDropout, ib_loss
@@ -279,9 +279,10 @@ def memory(case: str, s: Settings, device: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- networks --
 
 
-def _hidden(method: str, layer: keras.Layer, norm: keras.Layer | None = None) -> list[keras.Layer]:
-    if method == "information":
-        return [InfoDropout(layer, activation="relu", norm=norm, seed=0)]
+def _hidden(method: str, layer: keras.Layer, norm: keras.Layer | None = None, rank: int = 0) -> list[keras.Layer]:
+    if method in ("information", "cheap"):
+        rank_or_none = rank if method == "cheap" else None
+        return [InfoDropout(layer, activation="relu", norm=norm, seed=0, alpha_rank=rank_or_none)]
     mods = [layer] + ([norm] if norm is not None else []) + [keras.layers.ReLU()]
     return mods + ([keras.layers.Dropout(0.5, seed=0)] if method == "binary" else [])
 
@@ -289,13 +290,16 @@ def _hidden(method: str, layer: keras.Layer, norm: keras.Layer | None = None) ->
 def mnist_mlp(method: str, s: Settings) -> keras.Model:
     layers: list[keras.Layer] = []
     for _ in range(3):
-        layers += _hidden(method, keras.layers.Dense(s.mlp_width))
+        layers += _hidden(method, keras.layers.Dense(s.mlp_width), rank=s.mlp_alpha_rank)
     return keras.Sequential([keras.Input((s.mlp_in,)), *layers, keras.layers.Dense(10)])
 
 
 def all_cnn_32(method: str, s: Settings) -> keras.Model:
     """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths; built."""
-    model = AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
+    if method == "cheap":
+        model = AllCNN32("information", widths=(s.cnn_c1, s.cnn_c2), alpha_rank=s.cnn_alpha_rank)
+    else:
+        model = AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
     model(tf.zeros((1, s.cnn_hw, s.cnn_hw, 3)), training=False)
     return model
 
@@ -323,7 +327,7 @@ def throughput(net: str, s: Settings, device: str, compiled: bool, mixed: bool =
             x = tf.random.normal((batch, s.cnn_hw, s.cnn_hw, 3))
         y = tf.random.uniform((batch,), 0, 10, dtype=tf.int32)
         steps = {}
-        for method in ("none", "binary", "information"):
+        for method in THROUGHPUT_VARIANTS:
             model = _built(build, method, s, mixed)
             opt = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
             opt.build(model.trainable_variables)
@@ -353,6 +357,7 @@ def throughput(net: str, s: Settings, device: str, compiled: bool, mixed: bool =
         ratios={
             "information/none": c.ratio("information", "none"),
             "information/binary": c.ratio("information", "binary"),
+            "cheap/binary": c.ratio("cheap", "binary"),
         },
         note="ratios are of step times (above 1: slower)",
     )
@@ -364,12 +369,14 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         tf.config.threading.set_inter_op_parallelism_threads(s.threads)
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 if compiled and not s.compile:
                     continue
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"tensorflow {device} {kind} {case} {mode}")
                     try:
                         rows.append(fn(case, s, device, compiled))
@@ -377,12 +384,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
                         if not compiled:
                             raise
                         rows.append(skipped(BACKEND, device, kind, case, mode, f"{type(err).__name__}: {err}"[:300]))
-            rows.append(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                rows.append(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             # Eager Keras training is not how TF is run for throughput; tf.function+XLA is (--no-compile: eager).
             log(f"tensorflow {device} throughput {net}")
             rows.append(throughput(net, s, device, compiled=s.compile))
-        if s.mixed_precision_row(device):
+        if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"tensorflow {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, compiled=s.compile, mixed=True))
     return rows

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks._settings import Settings, row, skipped
+from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_torch import NaiveInfoDropout
 from idrop.backends.torch import InfoDropout, ib_loss
@@ -222,10 +222,11 @@ def memory(case: str, s: Settings, device: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- networks --
 
 
-def _hidden(method: str, layer: nn.Module, norm: nn.Module | None = None) -> list[nn.Module]:
-    """``layer -> [norm] -> relu`` with the method's dropout (information: the layer wrapped)."""
-    if method == "information":
-        return [InfoDropout(layer, activation="relu", norm=norm)]
+def _hidden(method: str, layer: nn.Module, norm: nn.Module | None = None, rank: int = 0) -> list[nn.Module]:
+    """``layer -> [norm] -> relu`` with the method's dropout (information: the layer wrapped;
+    cheap: with the cheap alpha branch of ``rank``)."""
+    if method in ("information", "cheap"):
+        return [InfoDropout(layer, activation="relu", norm=norm, alpha_rank=rank if method == "cheap" else None)]
     mods = [layer] + ([norm] if norm is not None else []) + [nn.ReLU()]
     return mods + ([nn.Dropout(0.5)] if method == "binary" else [])
 
@@ -234,13 +235,15 @@ def mnist_mlp(method: str, s: Settings) -> nn.Module:
     """784-W-W-W-10 ReLU, dropout after every hidden layer."""
     w, layers, d = s.mlp_width, [], s.mlp_in
     for _ in range(3):
-        layers += _hidden(method, nn.Linear(d, w))
+        layers += _hidden(method, nn.Linear(d, w), rank=s.mlp_alpha_rank)
         d = w
     return nn.Sequential(*layers, nn.Linear(w, 10))
 
 
 def all_cnn_32(method: str, s: Settings) -> nn.Module:
     """All-CNN-32, the CIFAR-10 experiment's network (official cifar.py), at the settings' widths."""
+    if method == "cheap":
+        return AllCNN32("information", widths=(s.cnn_c1, s.cnn_c2), alpha_rank=s.cnn_alpha_rank)
     return AllCNN32(method, widths=(s.cnn_c1, s.cnn_c2))
 
 
@@ -258,7 +261,7 @@ def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[
         x = torch.randn(batch, 3, s.cnn_hw, s.cnn_hw, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     steps = {}
-    for method in ("none", "binary", "information"):
+    for method in THROUGHPUT_VARIANTS:
         model = build(method, s).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -292,6 +295,7 @@ def throughput(net: str, s: Settings, device: str, mixed: bool = False) -> dict[
         ratios={
             "information/none": c.ratio("information", "none"),
             "information/binary": c.ratio("information", "binary"),
+            "cheap/binary": c.ratio("cheap", "binary"),
         },
         note="ratios are of step times (above 1: slower)",
     )
@@ -302,12 +306,14 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         torch.set_num_threads(s.threads)
     rows: list[dict[str, Any]] = []
     for device in devices():
-        for case in ("linear", "conv"):
+        for case in ("linear", "conv") if {"layer_train", "layer_eval", "memory"} & set(s.kinds) else ():
             for compiled in (False, True):
                 mode = "compiled" if compiled else "eager"
                 if compiled and not s.compile:
                     continue
                 for kind, fn in (("layer_train", layer_train), ("layer_eval", layer_eval)):
+                    if kind not in s.kinds:
+                        continue
                     log(f"torch {device} {kind} {case} {mode}")
                     try:
                         rows.append(fn(case, s, device, compiled))
@@ -315,12 +321,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
                         if not compiled:
                             raise
                         rows.append(skipped(BACKEND, device, kind, case, mode, f"{type(err).__name__}: {err}"[:300]))
-            log(f"torch {device} memory {case}")
-            rows.extend(memory(case, s, device))
-        for net in ("mlp", "allcnn"):
+            if "memory" in s.kinds:
+                log(f"torch {device} memory {case}")
+                rows.extend(memory(case, s, device))
+        for net in ("mlp", "allcnn") if "throughput" in s.kinds else ():
             log(f"torch {device} throughput {net}")
             rows.append(throughput(net, s, device))
-        if s.mixed_precision_row(device):
+        if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"torch {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
     return rows

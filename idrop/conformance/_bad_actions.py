@@ -98,11 +98,11 @@ def _train_call(h: Any, layer: Any, cls: str, x: Any = None) -> tuple:
     return z, (h.kl(layer) if cls == "InfoDropout" else None)
 
 
-def construct(cls: str, arg: str) -> Callable[[Any, Any], tuple]:
-    """Build ``cls(Linear(4, 3), arg=value)`` and call it once in training."""
+def construct(cls: str, arg: str, **others: Any) -> Callable[[Any, Any], tuple]:
+    """Build ``cls(Linear(4, 3), arg=value, **others)`` and call it once in training."""
 
     def action(h: Any, value: Any) -> tuple:
-        layer = h.build_layer(cls, LINEAR, dtype="float32", **{arg: value})
+        layer = h.build_layer(cls, LINEAR, dtype="float32", **others, **{arg: value})
         return _train_call(h, layer, cls)
 
     return action

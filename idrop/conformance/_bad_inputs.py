@@ -175,6 +175,20 @@ ROWS: list[Row] = [
         lambda h, v: raised(core.check_same_shape, OUT, (OUT[0], v.n_out)),
         (Map("linear", 4, 5), Map("linear", 4, 3)),
     ),
+    # -- the cheap alpha branch: an int >= 1 or None, never with an explicit alpha_layer
+    Row(
+        "InfoDropout(alpha_rank)",
+        construct("InfoDropout", "alpha_rank"),
+        lambda h, v: raised(core.check_alpha_rank, v),
+        fixed=(0, -1, True, np.True_, 2.5, 2.0, "3", None, 1, 3, 64, np.int64(2), np.int32(0)),
+        space=st.integers(-3, 40),
+    ),
+    Row(
+        "InfoDropout(alpha_rank, alpha_layer)",
+        construct("InfoDropout", "alpha_rank", alpha_layer=Map("linear", 4, 3)),
+        lambda h, v: raised(core.check_alpha_rank, v, has_alpha_layer=True),
+        (2, 1, 0, None),
+    ),
     # -- the baselines' options
     *(
         Row(f"{cls}(rate)", construct(cls, "rate"), lambda h, v: raised(core.check_probability, "rate", v), **_floats())

@@ -121,7 +121,10 @@ def map_of(w: LayerWeights) -> Map:
 
 
 def build(h: Harness, w: LayerWeights, *, dtype: str, mu: float, sigma: float, input_shape=None, **options) -> Any:
-    """``InfoDropout(<map of w>)`` computing in ``dtype``, holding ``w`` and the prior's ``mu``, ``sigma``."""
+    """``InfoDropout(<map of w>)`` computing in ``dtype``, holding ``w`` and the prior's ``mu``, ``sigma``
+    (with ``alpha_rank`` when ``w`` holds the cheap alpha branch's weights)."""
+    if w.alpha_rank is not None:
+        options = {**options, "alpha_rank": w.alpha_rank}
     layer = h.build_layer("InfoDropout", map_of(w), dtype=dtype, input_shape=input_shape, **options)
     params = h.parameters(layer)
     cl = h.channels_last
@@ -131,6 +134,8 @@ def build(h: Harness, w: LayerWeights, *, dtype: str, mu: float, sigma: float, i
         "alpha_weight": kernel_to(cl, w.alpha_weight),
         "alpha_bias": w.alpha_bias,
     }
+    if w.alpha_down is not None:
+        values["alpha_down"] = kernel_to(cl, w.alpha_down)
     if "mu" in params:
         values |= {"mu": np.float64(mu), "log_sigma": np.log(np.float64(sigma))}
     for name, value in values.items():
@@ -175,6 +180,8 @@ def layer_grads(
         "alpha_weight": kernel_from(cl, by_param["alpha_weight"]),
         "alpha_bias": by_param["alpha_bias"],
     }
+    if "alpha_down" in by_param:
+        grads["alpha_down"] = kernel_from(cl, by_param["alpha_down"])
     if "mu" in by_param:
         grads["mu"] = by_param["mu"]
         grads["sigma"] = by_param["log_sigma"] / sigma

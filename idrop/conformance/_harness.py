@@ -36,6 +36,11 @@ class LayerWeights:
     ``kind`` is ``"linear"`` (weights ``[out, in]``) or ``"conv2d"`` (weights
     ``[out, in, kh, kw]``, square kernel ``kh``, ``stride`` and ``padding`` as in
     torch's ``Conv2d(..., padding=p)``, zero padding).
+
+    ``alpha_down`` set: the cheap alpha branch of ``InfoDropout(alpha_rank=r)``,
+    ``alpha(x) = up(down(x))``. ``alpha_down`` is ``down``'s weight (``[r, in]`` or
+    ``[r, in, kh, kw]``, the map's geometry, no bias); ``alpha_weight`` and ``alpha_bias``
+    are then ``up``'s (``[out, r]`` or ``[out, r, 1, 1]``, stride 1, no padding).
     """
 
     kind: str
@@ -45,6 +50,12 @@ class LayerWeights:
     alpha_bias: np.ndarray
     stride: int = 1
     padding: int = 0
+    alpha_down: np.ndarray | None = None
+
+    @property
+    def alpha_rank(self) -> int | None:
+        """``r`` of the cheap alpha branch, ``None`` for the full alpha map."""
+        return None if self.alpha_down is None else int(self.alpha_down.shape[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +111,8 @@ class Harness(Protocol):
 
     def parameters(self, layer: Any) -> dict[str, Any]:
         """The layer's variables by reference name: ``weight``, ``bias``, ``alpha_weight``,
-        ``alpha_bias`` and, for the log-normal prior, ``mu`` and ``log_sigma`` (framework layout)."""
+        ``alpha_bias`` (``up``'s, with ``alpha_down`` for ``down``'s weight, when the layer has
+        ``alpha_rank``) and, for the log-normal prior, ``mu`` and ``log_sigma`` (framework layout)."""
 
     def assign(self, variable: Any, value: np.ndarray) -> None:
         """Overwrite a variable of :meth:`parameters` with ``value`` (framework layout)."""

@@ -37,6 +37,17 @@ _PATHS = {
     "mu": ("mu",),
     "log_sigma": ("log_sigma",),
 }
+#: The cheap alpha branch's (``alpha_rank``): ``up``'s weight and bias, and ``down``'s weight.
+_LOW_RANK_PATHS = {
+    **_PATHS,
+    "alpha_down": ("alpha_layer", "down", "kernel"),
+    "alpha_weight": ("alpha_layer", "up", "kernel"),
+    "alpha_bias": ("alpha_layer", "up", "bias"),
+}
+
+
+def _paths(layer: Any) -> dict[str, tuple[str, ...]]:
+    return _LOW_RANK_PATHS if getattr(layer, "alpha_rank", None) is not None else _PATHS
 
 
 #: Calls between two clearings of JAX's compilation caches (see :func:`_bounded`).
@@ -110,7 +121,7 @@ class JaxHarness:
 
     def parameters(self, layer: Any) -> dict[str, Any]:
         params = {}
-        for name, path in _PATHS.items():
+        for name, path in _paths(layer).items():
             node = layer
             for attr in path:
                 node = getattr(node, attr, None)
@@ -150,7 +161,7 @@ class JaxHarness:
         by_param = {}
         for name in self.parameters(layer):
             node = state
-            for attr in _PATHS[name]:
+            for attr in _paths(layer)[name]:
                 node = node[attr]
             by_param[name] = self.to_numpy(node)
         return {k: self.to_numpy(v) for k, v in by_input.items()}, by_param

@@ -62,7 +62,10 @@ class TorchHarness:
 
     def parameters(self, layer: Any) -> dict[str, Any]:
         params = {"weight": layer.layer.weight, "bias": layer.layer.bias}
-        if getattr(layer, "alpha_layer", None) is not None:
+        if getattr(layer, "alpha_rank", None) is not None:
+            a = layer.alpha_layer
+            params |= {"alpha_down": a.down.weight, "alpha_weight": a.up.weight, "alpha_bias": a.up.bias}
+        elif getattr(layer, "alpha_layer", None) is not None:
             params |= {"alpha_weight": layer.alpha_layer.weight, "alpha_bias": layer.alpha_layer.bias}
         if getattr(layer, "mu", None) is not None:
             params |= {"mu": layer.mu, "log_sigma": layer.log_sigma}

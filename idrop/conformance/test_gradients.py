@@ -73,6 +73,10 @@ def test_functional_gradients(harness, case, data):
         assert_close(got[name], value, tol("gradient", "float64"), what=f"d/d{name}", note=note)
 
 
+#: The cheap alpha branch changes only the map of the alpha logits: one case per prior covers it.
+LOW_RANK_CASES = tuple(c for c in CASES if c.name in ("relu-loguniform", "softplus-lognormal"))
+
+
 @pytest.mark.parametrize("kind", ["linear", "conv2d"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 @given(data=st.data())
@@ -83,8 +87,20 @@ def test_layer_gradients(harness, case, kind, data):
     finite difference of the reference along the same direction (a randomised
     gradcheck): any wrong component shows with probability one.
     """
+    _check_layer_gradients(harness, case, kind, data, low_rank=False)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+@pytest.mark.parametrize("case", LOW_RANK_CASES, ids=lambda c: c.name)
+@given(data=st.data())
+def test_low_rank_layer_gradients(harness, case, kind, data):
+    """The same for ``InfoDropout(alpha_rank=r)``: ``down``'s weight (``alpha_down``) and ``up``'s."""
+    _check_layer_gradients(harness, case, kind, data, low_rank=True)
+
+
+def _check_layer_gradients(harness, case, kind, data, *, low_rank: bool) -> None:
     _grad_tol(harness)
-    w, x = data.draw(layer_problems(kind))
+    w, x = data.draw(layer_problems(kind, low_rank=low_rank))
     h, _ = pre_activations(w, x)
     opts = dict(case.options)
     lognormal = case.prior == "log-normal"
@@ -99,7 +115,7 @@ def test_layer_gradients(harness, case, kind, data):
     noise, cz = data.draw(normals(h.shape)), data.draw(normals(h.shape))
     mu, sigma = data.draw(prior_mu), data.draw(prior_sigma)
     seed = data.draw(st.integers(0, 2**16))
-    record(harness.name, f"layer-grad/{kind}/{case.name}")
+    record(harness.name, f"layer-grad{'-low-rank' if low_rank else ''}/{kind}/{case.name}")
 
     def loss(w_=w, x_=x, mu_=mu, sigma_=sigma):
         z, kl = reference_layer(w_, x_, noise=noise, training=True, mu=mu_, sigma=sigma_, **opts)
@@ -116,6 +132,8 @@ def test_layer_gradients(harness, case, kind, data):
     )
     rng = np.random.default_rng(seed)
     groups = {"x": x, "weight": w.weight, "bias": w.bias, "alpha_weight": w.alpha_weight, "alpha_bias": w.alpha_bias}
+    if low_rank:
+        groups["alpha_down"] = w.alpha_down
     if lognormal:
         groups |= {"mu": np.float64(mu), "sigma": np.float64(sigma)}
     assert set(got) == set(groups), note

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -60,3 +62,38 @@ def test_layer(harness, case, kind, dtype, data):
     assert_close(out.z, z_ref, _tol("elementwise", dtype), what="layer z", note=note)
     assert_close(out.kl, kl_ref, _tol("reduction", dtype), what="layer kl per sample", note=note)
     assert np.isfinite(out.z).all() and np.isfinite(out.kl).all(), note
+
+
+#: The cheap alpha branch changes only the map of the alpha logits: one case per prior covers it.
+LOW_RANK_CASES = tuple(c for c in CASES if c.name in ("relu-loguniform", "softplus-lognormal"))
+
+
+@pytest.mark.parametrize("dtype", LAYER_DTYPES)
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+@pytest.mark.parametrize("case", LOW_RANK_CASES, ids=lambda c: c.name)
+@given(data=st.data())
+def test_low_rank_layer(harness, case, kind, dtype, data):
+    """``InfoDropout(alpha_rank=r)``: z and per-sample KL with the reference ``up(down(x))`` alpha map."""
+    w, x = data.draw(layer_problems(kind, low_rank=True), label="problem")
+    training = data.draw(st.booleans(), label="training")
+    mu, sigma = data.draw(prior_mu, label="mu"), data.draw(prior_sigma, label="sigma")
+    x = round_to(x, dtype)
+    arrays = {k: round_to(getattr(w, k), dtype) for k in ("weight", "bias", "alpha_weight", "alpha_bias", "alpha_down")}
+    w = dataclasses.replace(w, **arrays)
+    h, _ = pre_activations(w, x)
+    noise = round_to(data.draw(normals(h.shape), label="noise"), noise_dtype(dtype))
+    record(harness.name, f"layer-low-rank/{kind}/{case.name}/{dtype}")
+    opts = dict(case.options)
+    z_ref, kl_ref = reference_layer(w, x, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
+    out = _drive.layer_forward(harness, w, x, dtype=dtype, noise=noise, training=training, mu=mu, sigma=sigma, **opts)
+    note = repro(
+        harness.name,
+        f"_drive.layer_forward(h, w, x, dtype={dtype!r}, noise=noise, training={training}, mu={mu!r}, "
+        f"sigma={sigma!r}, **{opts!r})",
+        x=x,
+        noise=noise,
+        w=w,
+    )
+    assert out.z_dtype == dtype and out.kl_dtype == KL_DTYPE[dtype], note
+    assert_close(out.z, z_ref, _tol("elementwise", dtype), what="low-rank layer z", note=note)
+    assert_close(out.kl, kl_ref, _tol("reduction", dtype), what="low-rank layer kl per sample", note=note)

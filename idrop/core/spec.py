@@ -327,6 +327,42 @@ def unsupported_model(expected: str, model: Any) -> ValueError:
     return invalid("model", expected, type(model).__name__)
 
 
+def check_alpha_rank(alpha_rank: Any, *, has_alpha_layer: bool = False) -> int | None:
+    """Return ``alpha_rank`` (an int >= 1, or ``None`` for the paper's full alpha map), or raise.
+
+    ``alpha_rank=r`` makes the default alpha branch a low-rank map ``in -> r -> out`` (a map of
+    ``layer``'s kind with ``r`` outputs, then a dense/1x1 map to ``layer``'s outputs); it builds
+    the alpha branch, so it cannot be combined with an explicit ``alpha_layer``
+    (docs/design-notes.md, "Cheap alpha branch").
+
+    Example:
+        >>> check_alpha_rank(8)
+        8
+    """
+    if alpha_rank is None:
+        return None
+    if isinstance(alpha_rank, (bool, _numpy_bool())) or not isinstance(alpha_rank, numbers.Integral):
+        raise invalid("alpha_rank", "an int >= 1 (the rank of the alpha branch) or None (the full map)", alpha_rank)
+    if alpha_rank < 1:
+        raise invalid("alpha_rank", "an int >= 1 (the rank of the alpha branch) or None (the full map)", alpha_rank)
+    if has_alpha_layer:
+        raise ValueError(
+            "Invalid value received for argument `alpha_rank`. Expected None when `alpha_layer` is given: "
+            "`alpha_rank` builds the alpha branch itself; pass either `alpha_layer` or `alpha_rank`, not both. "
+            f"Received: alpha_rank={alpha_rank!r} with an alpha_layer"
+        )
+    return int(alpha_rank)
+
+
+def no_low_rank_map(alpha_rank: int, layer_name: str, kinds: str) -> ValueError:
+    """The error for ``alpha_rank`` on a ``layer`` the low-rank alpha branch cannot be built for."""
+    return ValueError(
+        "Invalid value received for argument `alpha_rank`. Expected None when `layer` is not "
+        f"{kinds}: the low-rank alpha branch is built for those maps only; pass your own "
+        f"`alpha_layer` instead. Received: alpha_rank={alpha_rank!r}, layer={layer_name}"
+    )
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):

@@ -158,12 +158,15 @@ def test_tiny_end_to_end(tmp_path: Path, backend: str) -> None:
     assert not (root / "checkpoints").exists() or not any((root / "checkpoints").iterdir())
 
 
+@pytest.mark.parametrize("alpha_rank", [None, 2])
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
-def test_alpha_branch_has_a_bias(backend: str) -> None:
-    """The official alpha conv has a bias (cluttered.py:89); without it alpha on blank canvas is pinned."""
+def test_alpha_branch_has_a_bias(backend: str, alpha_rank: int | None) -> None:
+    """The official alpha conv has a bias (cluttered.py:89); without it alpha on blank canvas is pinned.
+    The cheap branch (``--alpha-rank``) has it on its 1x1 ``up`` conv."""
     pytest.importorskip({"torch": "torch", "tensorflow": "tensorflow", "jax": "flax"}[backend])
-    cfg = {**dataclasses.asdict(cluttered.QUICK), "device": "cpu", "backend": backend}
+    cfg = {**dataclasses.asdict(cluttered.QUICK), "device": "cpu", "backend": backend, "alpha_rank": alpha_rank}
     module = __import__(f"idrop.experiments.cluttered.{backend}", fromlist=["alpha_biases"])
+    # alpha_biases reads `up.bias` of the layers whose alpha_rank is set, `bias` of the others.
     biases = module.alpha_biases(module.build_model(cfg, seed=0))
     assert len(biases) == len(cfg["widths"]) and all(b is not None for b in biases)
 

@@ -43,6 +43,23 @@ def test_beta_grid_expands_information_only_and_beta_pins_it() -> None:
     assert (small.n_train, small.n_valid) == (160, 40)
 
 
+def test_alpha_rank_reaches_the_config_and_every_backends_mlp() -> None:
+    """``--alpha-rank R`` goes to config.json and builds InfoDropout(alpha_rank=R); bad values are usage errors."""
+    assert mnist.config_from_args(parse(["--quick"]), 5000, "test").alpha_rank is None
+    cfg = mnist.config_from_args(parse(["--quick", "--alpha-rank", "8"]), 5000, "test")
+    assert cfg.alpha_rank == 8 and cfg.as_dict()["alpha_rank"] == 8
+    for bad in ("0", "-1", "2.5"):
+        with pytest.raises(SystemExit):
+            parse(["--quick", "--alpha-rank", bad])
+    torch = pytest.importorskip("torch")
+    from idrop.experiments.nets.torch import MLP
+
+    net = MLP("information", 16, cfg)
+    downs = [m.alpha_layer.down for m in net.hidden]
+    assert [tuple(d.weight.shape) for d in downs] == [(8, 784), (8, 16), (8, 16)]
+    assert net(torch.zeros(2, 784)).shape == (2, 10)
+
+
 def test_validation_split_is_carved_from_the_training_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 130)  # sorted by class, as mnist_5k.csv.gz is

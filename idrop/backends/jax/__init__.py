@@ -57,10 +57,10 @@ from ._losses import KLTerm as KLTerm
 from ._losses import ib_loss as ib_loss
 from ._losses import kl_loss as kl_loss
 from ._schedules import beta_schedule as beta_schedule
-from ._uncertainty import mc_predict as mc_predict
-from ._uncertainty import sampling as sampling
 from ._surgery import strip_info_dropout as strip_info_dropout
 from ._surgery import to_info_dropout as to_info_dropout
+from ._uncertainty import mc_predict as mc_predict
+from ._uncertainty import sampling as sampling
 
 __all__ = [
     "AlphaStats",

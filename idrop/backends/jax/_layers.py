@@ -29,6 +29,7 @@ from idrop.core.loss import per_sample_kl
 from idrop.core.spec import (
     InfoDropoutSpec,
     check_alpha,
+    check_alpha_rank,
     check_flag,
     check_probability,
     unexpected_keyword,
@@ -121,6 +122,11 @@ class InfoDropout(_NoisyMap):
         norm: optional module between ``layer`` and the activation (batch norm in the paper's CNNs).
         alpha_layer: the alpha branch; default a fresh module of ``layer``'s kind and
             shape (default initialisers), initialised from ``rngs``.
+        alpha_rank: ``None`` (default, the paper's full alpha map) or an int ``r >= 1``: the
+            alpha branch is the low-rank :class:`~idrop.backends.jax._maps.LowRankAlpha`
+            ``up(down(x))`` (``down`` of ``layer``'s kind with ``r`` outputs, ``up`` an
+            ``nnx.Linear``/1x1 ``nnx.Conv`` with a bias), about ``r/out`` of the full map's cost.
+            Not with ``alpha_layer``.
         deterministic: no noise when true; overridden per call, by ``model.train()``/``eval()``
             or ``nnx.view(model, deterministic=...)``.
         eval_kl: compute and record the KL in deterministic calls too (default False).
@@ -150,6 +156,7 @@ class InfoDropout(_NoisyMap):
         zero_units: str = "count",
         norm: nnx.Module | None = None,
         alpha_layer: nnx.Module | None = None,
+        alpha_rank: int | None = None,
         deterministic: bool | None = False,
         eval_kl: bool = False,
         rng_collection: str = "dropout",
@@ -158,10 +165,16 @@ class InfoDropout(_NoisyMap):
     ) -> None:
         _no_unknown(type(self).__name__, unknown)
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
+        alpha_rank = check_alpha_rank(alpha_rank, has_alpha_layer=alpha_layer is not None)
         super().__init__(layer, spec.activation, norm, deterministic, rng_collection, rngs)
         self.spec = spec
         self.eval_kl = check_flag("eval_kl", eval_kl)
-        self.alpha_layer = _maps.fresh_copy(layer, rngs) if alpha_layer is None else alpha_layer
+        self.alpha_rank = alpha_rank
+        if alpha_layer is None:
+            alpha_layer = (
+                _maps.fresh_copy(layer, rngs) if alpha_rank is None else _maps.low_rank_copy(layer, alpha_rank, rngs)
+            )
+        self.alpha_layer = alpha_layer
         if spec.prior == "log-normal":
             dtype = getattr(layer, "param_dtype", jnp.float32)
             self.mu = nnx.Param(jnp.zeros((), dtype))

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from idrop.core.spec import check_same_shape, invalid
+from idrop.core.spec import check_same_shape, invalid, no_low_rank_map
 
 
 def fresh_copy(layer: nnx.Module, rngs: Any) -> nnx.Module:
@@ -52,6 +52,61 @@ def fresh_copy(layer: nnx.Module, rngs: Any) -> nnx.Module:
         conv_general_dilated=layer.conv_general_dilated,
         **common,
     )
+
+
+class LowRankAlpha(nnx.Module):
+    """The cheap alpha branch ``up(down(x))``: ``down`` a map of ``layer``'s kind with ``rank`` outputs
+    and no bias, ``up`` an ``nnx.Linear``/1x1 ``nnx.Conv`` from ``rank`` to ``layer``'s outputs with a bias.
+
+    ``down`` needs no bias: ``up(down(x) + c) = up(down(x)) + c @ up.kernel``, which ``up``'s bias
+    already spans. Costs ``rank * (in + out)`` weights instead of ``in * out``.
+    """
+
+    def __init__(self, down: nnx.Module, up: nnx.Module) -> None:
+        self.down = down
+        self.up = up
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.up(self.down(x))
+
+
+def low_rank_copy(layer: nnx.Module, rank: int, rngs: Any) -> LowRankAlpha:
+    """The :class:`LowRankAlpha` of ``layer`` (``nnx.Linear`` or ``nnx.Conv``), initialised from ``rngs``.
+
+    The conv ``down`` has ``layer``'s kernel, strides, padding and dilations and one feature group;
+    ``up`` is a 1x1 conv (stride 1, no padding).
+    """
+    if not isinstance(layer, (nnx.Linear, nnx.Conv)):
+        raise no_low_rank_map(rank, type(layer).__name__, "nnx.Linear/nnx.Conv")
+    if not isinstance(rngs, nnx.Rngs):
+        raise invalid("rngs", "an nnx.Rngs to initialise the default alpha_layer", rngs)
+    common = {
+        "dtype": layer.dtype,
+        "param_dtype": layer.param_dtype,
+        "precision": layer.precision,
+        "promote_dtype": layer.promote_dtype,
+        "preferred_element_type": layer.preferred_element_type,
+        "rngs": rngs,
+    }
+    if isinstance(layer, nnx.Linear):
+        down = nnx.Linear(layer.in_features, rank, use_bias=False, dot_general=layer.dot_general, **common)
+        up = nnx.Linear(rank, layer.out_features, dot_general=layer.dot_general, **common)
+        return LowRankAlpha(down, up)
+    down = nnx.Conv(
+        layer.in_features,
+        rank,
+        layer.kernel_size,
+        layer.strides,
+        padding=layer.padding,
+        input_dilation=layer.input_dilation,
+        kernel_dilation=layer.kernel_dilation,
+        use_bias=False,
+        conv_general_dilated=layer.conv_general_dilated,
+        **common,
+    )
+    ones = (1,) * len(layer.kernel_size)
+    up = nnx.Conv(rank, layer.out_features, ones, conv_general_dilated=layer.conv_general_dilated, **common)
+    return LowRankAlpha(down, up)
 
 
 def compute_dtype(layer: nnx.Module) -> Any:

@@ -26,7 +26,17 @@ from idrop.backends.keras._functional import (
 from idrop.backends.keras._kernel import info_dropout_kernel as _info_dropout_kernel
 from idrop.backends.keras._kernel import kernel_noise
 from idrop.backends.keras._losses import KLRecords, kl_term
-from idrop.backends.keras._maps import NoisyMap, _build, _fresh_copy, _twin_call, _twins, plain_errors
+from idrop.backends.keras._maps import (
+    NoisyMap,
+    _build,
+    _fresh_copy,
+    _low_rank_call,
+    _low_rank_copy,
+    _low_rank_twins,
+    _twin_call,
+    _twins,
+    plain_errors,
+)
 from idrop.backends.keras._namespace import (
     BACKEND,
     adds_records,
@@ -40,6 +50,7 @@ from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import (
     InfoDropoutSpec,
     check_alpha,
+    check_alpha_rank,
     check_beta,
     check_flag,
     check_n_train,
@@ -84,6 +95,11 @@ class InfoDropout(NoisyMap):
         norm: optional layer between ``layer`` and the activation (batch norm in the paper's CNNs).
         alpha_layer: the alpha branch; default a fresh ``layer`` of the same class
             and config (own weights, linear activation).
+        alpha_rank: ``None`` (default, the paper's full alpha map) or an int ``r >= 1``: the
+            alpha branch is the low-rank :class:`~idrop.backends.keras._maps.LowRankAlpha`
+            ``up(down(x))`` (``down`` of ``layer``'s class and geometry with ``r`` outputs, ``up``
+            a ``Dense``/1x1 conv with a bias), about ``r/out`` of the full map's cost. Not with
+            ``alpha_layer``.
         beta, n_train: when both are given, add the KL term to ``self.losses``.
         eval_kl: also compute the alpha branch and the KL in evaluation calls (default: skip them).
         seed: int seed of the layer's ``keras.random.SeedGenerator``.
@@ -114,6 +130,7 @@ class InfoDropout(NoisyMap):
         zero_units: str = "count",
         norm: keras.Layer | None = None,
         alpha_layer: keras.Layer | None = None,
+        alpha_rank: int | None = None,
         beta: float | None = None,
         n_train: int | None = None,
         eval_kl: bool = False,
@@ -123,9 +140,12 @@ class InfoDropout(NoisyMap):
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
         beta = None if beta is None else check_beta(beta)
         n_train = None if n_train is None and beta is None else check_n_train(n_train)
-        alpha_layer = _fresh_copy(layer) if alpha_layer is None else alpha_layer
+        alpha_rank = check_alpha_rank(alpha_rank, has_alpha_layer=alpha_layer is not None)
+        if alpha_layer is None:
+            alpha_layer = _fresh_copy(layer) if alpha_rank is None else _low_rank_copy(layer, alpha_rank)
         super().__init__(layer, activation=spec.activation, norm=norm, seed=seed, **kwargs)
         self.spec, self.beta, self.n_train, self.alpha_layer = spec, beta, n_train, alpha_layer
+        self.alpha_rank = alpha_rank
         self.eval_kl = check_flag("eval_kl", eval_kl)
         # Keras's JAX trainer drops a metric updated inside a layer's call (its forward runs as a
         # stateless call that maps only the weights: keras-team/keras#21639, #19402); a metric
@@ -147,12 +167,15 @@ class InfoDropout(NoisyMap):
         super().build(input_shape)  # `layer` and `norm`
         check_same_shape(self.layer.compute_output_shape(input_shape), _build(self.alpha_layer, input_shape))
         self._twin_maps = _twins(self.layer, self.alpha_layer)
+        self._low_rank_maps = _low_rank_twins(self.layer, self.alpha_layer)
 
     def _maps(self, x: Any) -> tuple[Any, Any]:
         """``(norm(layer(x)), alpha_layer(x))``: one op on the concatenated kernels when they allow it."""
         x = tensor(x)
         if getattr(self, "_twin_maps", False):
             h, alpha_logits = _twin_call(self.layer, self.alpha_layer, x)
+        elif getattr(self, "_low_rank_maps", False):
+            h, alpha_logits = _low_rank_call(self.layer, self.alpha_layer, x)
         else:
             h, alpha_logits = self.layer(x), self.alpha_layer(x)
         if self.norm is not None:
@@ -225,7 +248,9 @@ class InfoDropout(NoisyMap):
             "alpha_min": s.alpha_min,
             "mean_one": s.mean_one,
             "zero_units": s.zero_units,
-            "alpha_layer": keras.saving.serialize_keras_object(self.alpha_layer),
+            # The low-rank branch is rebuilt from `alpha_rank` (its weights load by their paths).
+            "alpha_layer": None if self.alpha_rank else keras.saving.serialize_keras_object(self.alpha_layer),
+            "alpha_rank": self.alpha_rank,
             "beta": self.beta,
             "n_train": self.n_train,
             "eval_kl": self.eval_kl,

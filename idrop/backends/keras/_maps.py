@@ -20,7 +20,7 @@ from keras import ops
 
 from idrop.backends.keras._namespace import check_float, check_layer_input, concatenate, matmul, split, tensor, xp
 from idrop.core._xp import activation as _activation
-from idrop.core.spec import InfoDropoutSpec, check_flag, check_no_activation, unexpected_keyword
+from idrop.core.spec import InfoDropoutSpec, check_flag, check_no_activation, no_low_rank_map, unexpected_keyword
 
 _MAPS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
@@ -35,6 +35,60 @@ def _fresh_copy(layer: keras.Layer) -> keras.Layer:
         "`layer` is not Dense/Conv1D/2D/3D. "
         f"Received: alpha_layer=None, layer={type(layer).__name__}"
     )
+
+
+@keras.saving.register_keras_serializable(package="idrop")
+class LowRankAlpha(keras.layers.Layer):
+    """The cheap alpha branch ``up(down(x))``: ``down`` a layer of ``layer``'s class and geometry with
+    ``rank`` outputs and no bias, ``up`` a ``Dense``/1x1 ``ConvND`` to ``layer``'s outputs with a bias.
+
+    ``down`` needs no bias: ``up(down(x) + c) = up(down(x)) + c @ up.kernel``, which ``up``'s bias
+    already spans. Costs ``rank * (in + out)`` weights instead of ``in * out``.
+    """
+
+    def __init__(self, down: keras.Layer, up: keras.Layer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.down, self.up = down, up
+
+    def build(self, input_shape: tuple) -> None:
+        _build(self.up, _build(self.down, input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(self.up.compute_output_shape(self.down.compute_output_shape(input_shape)))
+
+    def call(self, x: Any) -> Any:
+        return self.up(self.down(x))
+
+    def get_config(self) -> dict[str, Any]:
+        ser = keras.saving.serialize_keras_object
+        return {**super().get_config(), "down": ser(self.down), "up": ser(self.up)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> LowRankAlpha:
+        config = dict(config)
+        for key in ("down", "up"):
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+
+def _low_rank_copy(layer: keras.Layer, rank: int) -> LowRankAlpha:
+    """The :class:`LowRankAlpha` of a Dense/ConvND ``layer``: new, unbuilt layers (linear activation)."""
+    if not isinstance(layer, _MAPS):
+        raise no_low_rank_map(rank, type(layer).__name__, "Dense/Conv1D/2D/3D")
+    config = {**layer.get_config(), "activation": "linear"}
+    drop = ("bias_initializer", "bias_regularizer", "bias_constraint")
+    down_config = {k: v for k, v in config.items() if k not in drop}
+    down_config |= {"name": f"{layer.name}_alpha_down", "use_bias": False}
+    up_config = {**config, "name": f"{layer.name}_alpha_up", "use_bias": True}
+    if isinstance(layer, keras.layers.Dense):
+        down_config["units"] = rank
+    else:
+        down_config |= {"filters": rank, "groups": 1}
+        ones = (1,) * len(layer.kernel_size)
+        up_config |= {"kernel_size": ones, "strides": ones, "dilation_rate": ones, "padding": "valid", "groups": 1}
+    down, up = type(layer).from_config(down_config), type(layer).from_config(up_config)
+    return LowRankAlpha(down, up, name=f"{layer.name}_alpha", dtype=layer.dtype_policy)
 
 
 #: Twin maps computed in one op on their concatenated kernels: faster for convolutions (under XLA
@@ -99,6 +153,31 @@ def _twin_call(layer: keras.Layer, alpha_layer: keras.Layer, x: Any) -> tuple[An
     else:
         h, alpha_logits = _linear_map(layer, x, k, b), _linear_map(alpha_layer, x, ka, ba)
     return h, alpha_logits
+
+
+def _low_rank_twins(layer: keras.Layer, alpha_layer: keras.Layer) -> bool:
+    """Whether ``alpha_layer`` is a :class:`LowRankAlpha` whose ``down`` may run in one op with ``layer``
+    (a plain conv of the same geometry, one group) and whose ``up`` is a plain map."""
+    if not isinstance(alpha_layer, LowRankAlpha) or not isinstance(layer, _STACK) or layer.groups != 1:
+        return False
+    down, up = alpha_layer.down, alpha_layer.up
+    if type(down) is not type(layer) or not (_direct(layer) and _direct(down) and _direct(up)) or down.use_bias:
+        return False
+    if len({layer.dtype_policy.name, down.dtype_policy.name, up.dtype_policy.name}) != 1:
+        return False
+    geometry = ("kernel_size", "strides", "padding", "dilation_rate", "data_format", "groups")
+    return all(getattr(layer, k) == getattr(down, k) for k in geometry)
+
+
+def _low_rank_call(layer: keras.Layer, alpha_layer: LowRankAlpha, x: Any) -> tuple[Any, Any]:
+    """``(layer(x), alpha_layer(x))`` of :func:`_low_rank_twins`: ``layer`` and ``down`` as one conv on
+    the concatenated kernels (``filters + rank`` outputs), then ``up`` on the ``rank`` channels."""
+    dtype = layer.compute_dtype
+    x = ops.cast(x, dtype)
+    (k, b), (kd, _) = _weights(layer, dtype), _weights(alpha_layer.down, dtype)
+    y = _linear_map(layer, x, concatenate([k, kd], -1), None)  # channels last (_direct)
+    h, t = y[..., : layer.filters], y[..., layer.filters :]
+    return (h if b is None else h + b), _map_call(alpha_layer.up, t)
 
 
 def _build(layer: keras.Layer | None, shape: tuple) -> tuple:

@@ -38,10 +38,6 @@ if keras.backend.backend() != "tensorflow":  # tested in a subprocess (tests/bac
         "for Flax NNX use idrop.backends.jax, for plain PyTorch idrop.backends.torch."
     )
 
-from idrop.core.diagnostics import AlphaStats as AlphaStats
-from idrop.core.diagnostics import IdropWarning as IdropWarning
-from idrop.core.uncertainty import MCPrediction as MCPrediction
-
 from idrop.backends.keras._diagnostics import DiagnosticsCallback as DiagnosticsCallback
 from idrop.backends.keras._diagnostics import alpha_map as alpha_map
 from idrop.backends.keras._diagnostics import alpha_stats as alpha_stats
@@ -51,6 +47,16 @@ from idrop.backends.keras._diagnostics import kl_maps as kl_maps
 from idrop.backends.keras._diagnostics import plot_kl_maps as plot_kl_maps
 from idrop.backends.keras._export import export as export
 from idrop.backends.keras._export import noise_shapes as noise_shapes
+from idrop.backends.keras._schedules import BetaScheduler as BetaScheduler
+from idrop.backends.keras._schedules import beta_schedule as beta_schedule
+from idrop.backends.keras._surgery import strip_info_dropout as strip_info_dropout
+from idrop.backends.keras._surgery import to_info_dropout as to_info_dropout
+from idrop.backends.keras._uncertainty import mc_predict as mc_predict
+from idrop.backends.keras._uncertainty import sampling as sampling
+from idrop.core.diagnostics import AlphaStats as AlphaStats
+from idrop.core.diagnostics import IdropWarning as IdropWarning
+from idrop.core.uncertainty import MCPrediction as MCPrediction
+
 from ._functional import alpha_from_logits as alpha_from_logits
 from ._functional import binary_dropout as binary_dropout
 from ._functional import gaussian_dropout as gaussian_dropout
@@ -63,12 +69,6 @@ from ._layers import InfoDropout as InfoDropout
 from ._layers import LogNormalDropout as LogNormalDropout
 from ._losses import ib_loss as ib_loss
 from ._losses import kl_loss as kl_loss
-from idrop.backends.keras._schedules import BetaScheduler as BetaScheduler
-from idrop.backends.keras._schedules import beta_schedule as beta_schedule
-from idrop.backends.keras._uncertainty import mc_predict as mc_predict
-from idrop.backends.keras._uncertainty import sampling as sampling
-from idrop.backends.keras._surgery import strip_info_dropout as strip_info_dropout
-from idrop.backends.keras._surgery import to_info_dropout as to_info_dropout
 
 __all__ = [
     "AlphaStats",

@@ -16,6 +16,7 @@ from idrop.core.loss import per_sample_kl
 from idrop.core.spec import (
     InfoDropoutSpec,
     check_alpha,
+    check_alpha_rank,
     check_flag,
     check_probability,
     check_same_shape,
@@ -25,7 +26,7 @@ from idrop.core.spec import (
 from ._functional import binary_dropout, check_noise, gaussian_dropout, lognormal_dropout, prior_params
 from ._kernel import info_dropout_kernel
 from ._losses import KLRecords, Seen
-from ._maps import both_maps, fresh_copy, may_stack, unbatched
+from ._maps import both_maps, fresh_copy, low_rank_copy, may_stack, unbatched
 from ._namespace import check_layer_input, kernel_xp, kl_dtype, xp
 
 
@@ -96,6 +97,11 @@ class InfoDropout(KLRecords, _NoisyMap):
         zero_units: ``"count"`` or ``"mask"`` for units with ``f(x) == 0`` (log-uniform prior).
         norm: optional module between ``layer`` and the activation (batch norm in the paper's CNNs).
         alpha_layer: the alpha branch; default a fresh copy of ``layer``'s kind and shape.
+        alpha_rank: ``None`` (default, the paper's full alpha map) or an int ``r >= 1``: the
+            alpha branch is the low-rank :class:`~idrop.backends.torch._maps.LowRankAlpha`
+            ``up(down(x))`` (``down`` of ``layer``'s kind with ``r`` outputs, ``up`` a
+            ``Linear``/1x1 conv with a bias), about ``r/out`` of the full map's cost.
+            Not with ``alpha_layer``.
         eval_kl: also compute ``.kl`` in evaluation mode (default: skip the alpha branch).
 
     Shape:
@@ -119,18 +125,23 @@ class InfoDropout(KLRecords, _NoisyMap):
         zero_units: str = "count",
         norm: nn.Module | None = None,
         alpha_layer: nn.Module | None = None,
+        alpha_rank: int | None = None,
         eval_kl: bool = False,
         **unknown: object,
     ) -> None:
         _reject(self, unknown)
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
+        alpha_rank = check_alpha_rank(alpha_rank, has_alpha_layer=alpha_layer is not None)
         eval_kl = check_flag("eval_kl", eval_kl)
         super().__init__(layer, spec.activation, norm)
         self._clear_records()
         self.spec = spec
         self.eval_kl = eval_kl
-        self.alpha_layer = fresh_copy(layer) if alpha_layer is None else alpha_layer
-        self._stack = may_stack(layer, alpha_layer)
+        self.alpha_rank = alpha_rank
+        self._stack = may_stack(layer, alpha_layer)  # only the default branches (full or low-rank) stack
+        if alpha_layer is None:
+            alpha_layer = fresh_copy(layer) if alpha_rank is None else low_rank_copy(layer, alpha_rank)
+        self.alpha_layer = alpha_layer
         if spec.prior == "log-normal":
             p = next(layer.parameters(), None)
             kw = {} if p is None else {"device": p.device, "dtype": p.dtype}
@@ -207,7 +218,8 @@ class InfoDropout(KLRecords, _NoisyMap):
         s = self.spec
         return (
             f"activation={s.activation!r}, prior={s.prior!r}, max_alpha={s.max_alpha}, "
-            f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}, eval_kl={self.eval_kl}"
+            f"alpha_min={s.alpha_min}, mean_one={s.mean_one}, zero_units={s.zero_units!r}, "
+            f"alpha_rank={self.alpha_rank}, eval_kl={self.eval_kl}"
         )
 
 

@@ -26,6 +26,8 @@ from torch import nn
 from torch.nn.modules import module as _module
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from idrop.core.spec import no_low_rank_map
+
 #: The convolutions and the rank of their unbatched input (channels and spatial axes).
 _CONV_RANK = {nn.Conv1d: 2, nn.Conv2d: 3, nn.Conv3d: 4}
 _CONV = tuple(_CONV_RANK)
@@ -66,6 +68,56 @@ def fresh_copy(layer: nn.Module) -> nn.Module:
     )
 
 
+class LowRankAlpha(nn.Module):
+    """The cheap alpha branch ``up(down(x))``: ``down`` a map of ``layer``'s kind with ``rank`` outputs
+    and no bias, ``up`` a ``Linear``/1x1 conv from ``rank`` to ``layer``'s outputs with a bias.
+
+    ``down`` needs no bias of its own: ``up(down(x) + c) = up(down(x)) + up.weight @ c``, which
+    ``up``'s bias already spans. Costs ``rank * (in + out)`` weights instead of ``in * out``.
+    """
+
+    def __init__(self, down: nn.Module, up: nn.Module) -> None:
+        super().__init__()
+        self.down = down
+        self.up = up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+_LAZY_CONV = {nn.Conv1d: nn.LazyConv1d, nn.Conv2d: nn.LazyConv2d, nn.Conv3d: nn.LazyConv3d}
+
+
+def low_rank_copy(layer: nn.Module, rank: int) -> LowRankAlpha:
+    """The :class:`LowRankAlpha` of ``layer`` (``Linear`` or ``Conv1d/2d/3d``, lazy ones too), fresh weights.
+
+    The conv ``down`` has ``layer``'s kernel, stride, padding, dilation and padding mode (so it
+    runs stacked with ``layer``) and one group; ``up`` is a 1x1 conv.
+    """
+    if not isinstance(layer, (nn.Linear, *_CONV)):
+        raise no_low_rank_map(rank, type(layer).__name__, "Linear/Conv1d/2d/3d")
+    p = layer.weight
+    kw = {} if isinstance(p, nn.parameter.UninitializedParameter) else {"device": p.device, "dtype": p.dtype}
+    lazy = isinstance(layer, LazyModuleMixin) and layer.has_uninitialized_params()
+    if isinstance(layer, nn.Linear):
+        down = nn.LazyLinear(rank, bias=False, **kw) if lazy else nn.Linear(layer.in_features, rank, bias=False, **kw)
+        return LowRankAlpha(down, nn.Linear(rank, layer.out_features, **kw))
+    conv = next(c for c in _CONV if isinstance(layer, c))
+    geometry = {
+        "stride": layer.stride,
+        "padding": layer.padding,
+        "dilation": layer.dilation,
+        "padding_mode": layer.padding_mode,
+        "bias": False,
+        **kw,
+    }
+    if lazy:
+        down = _LAZY_CONV[conv](rank, layer.kernel_size, **geometry)
+    else:
+        down = conv(layer.in_channels, rank, layer.kernel_size, **geometry)
+    return LowRankAlpha(down, conv(rank, layer.out_channels, 1, **kw))
+
+
 def may_stack(layer: nn.Module, alpha_layer: nn.Module | None) -> bool:
     """Whether the default alpha map of ``layer`` may ever run stacked with it (checked again per call)."""
     return alpha_layer is None and isinstance(layer, _CONV) and layer.groups == 1
@@ -99,15 +151,21 @@ def _global_hooks() -> bool:
     )
 
 
-def stacks(layer: nn.Module, alpha: nn.Module) -> bool:
-    """Whether the two convolutions may run as one: still alike, and no hook to bypass."""
+def stacks(layer: nn.Module, alpha: nn.Module, *, low_rank: bool = False) -> bool:
+    """Whether the two convolutions may run as one: still alike, and no hook to bypass.
+
+    ``low_rank``: ``alpha`` is a :class:`LowRankAlpha`'s ``down`` (other output count, no bias).
+    """
     return (
         type(alpha) is type(layer)
         and not (_hooked(layer) or _hooked(alpha) or _global_hooks())
-        and alpha.weight.shape == layer.weight.shape
+        and isinstance(alpha.weight, nn.Parameter)
+        and not isinstance(alpha.weight, nn.parameter.UninitializedParameter)
+        and alpha.weight.shape[1:] == layer.weight.shape[1:]
+        and (low_rank or alpha.weight.shape == layer.weight.shape)
         and alpha.weight.dtype == layer.weight.dtype
         and alpha.weight.device == layer.weight.device
-        and (alpha.bias is None) == (layer.bias is None)
+        and ((alpha.bias is None) if low_rank else (alpha.bias is None) == (layer.bias is None))
         and (alpha.stride, alpha.padding, alpha.dilation, alpha.groups, alpha.padding_mode)
         == (layer.stride, layer.padding, layer.dilation, layer.groups, layer.padding_mode)
     )
@@ -116,7 +174,17 @@ def stacks(layer: nn.Module, alpha: nn.Module) -> bool:
 def both_maps(
     layer: nn.Module, alpha: nn.Module, x: torch.Tensor, *, stack: bool, batched: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(layer(x), alpha(x))``, as one stacked convolution when ``stack`` and :func:`stacks` allow."""
+    """``(layer(x), alpha(x))``, as one stacked convolution when ``stack`` and :func:`stacks` allow.
+
+    For a :class:`LowRankAlpha` the stacked convolution computes ``layer(x)`` and ``down(x)``
+    (``out + rank`` channels), then ``up`` maps the ``rank`` channels to the alpha logits.
+    """
+    if stack and isinstance(alpha, LowRankAlpha) and not _hooked(alpha) and stacks(layer, alpha.down, low_rank=True):
+        down = alpha.down
+        weight = torch.cat([layer.weight, down.weight])
+        bias = None if layer.bias is None else torch.cat([layer.bias, layer.bias.new_zeros(down.out_channels)])
+        h, t = layer._conv_forward(x, weight, bias).split([layer.out_channels, down.out_channels], 1 if batched else 0)
+        return h, alpha.up(t)
     if stack and stacks(layer, alpha):
         weight = torch.cat([layer.weight, alpha.weight])
         bias = None if layer.bias is None else torch.cat([layer.bias, alpha.bias])

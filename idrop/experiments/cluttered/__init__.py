@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from idrop._cli_types import positive_int
 from idrop.data import cluttered_mnist, mnist_splits
 from idrop.experiments import ResultDir
 from idrop.experiments._common import backend_of, prepare, progress_of
@@ -52,6 +53,10 @@ _OWN = {
     "--batch-size": dict(type=int, help="full and quick: 128"),
     "--threads": dict(type=int, help="intra-op CPU threads of the backend"),
     "--show": dict(type=int, help="test images in the heat-map figure (default 3)"),
+    "--alpha-rank": dict(
+        type=positive_int,
+        help="the cheap alpha branch of rank R (InfoDropout(alpha_rank=R)) instead of the official alpha conv",
+    ),
 }
 #: Options the CLI may already define for every experiment; added here only when it does not.
 _SHARED = {

@@ -37,6 +37,9 @@ class ClutteredConfig:
     seeds: tuple[int, ...] = (0,)
     show: int = 3  # test images in the heat-map figure
     threads: int | None = None  # CPU threads; None: the backend's default
+    # None: the official alpha branch (its own 3x3 stride-2 conv with a bias); r: InfoDropout's cheap
+    # alpha branch of rank r (a 3x3 stride-2 conv to r channels, then a 1x1 conv with a bias).
+    alpha_rank: int | None = None
 
     def check(self) -> None:
         """Reject settings the measures cannot use (three Information Dropout layers are reported)."""
@@ -48,6 +51,8 @@ class ClutteredConfig:
             raise ValueError(f"show, n_test, n_train, epochs and batch_size must be >= 1 in {self}")
         if any(b < 0 for b in self.betas) or not self.betas:
             raise ValueError(f"betas must be a non-empty list of values >= 0; received {self.betas}")
+        if self.alpha_rank is not None and (isinstance(self.alpha_rank, bool) or self.alpha_rank < 1):
+            raise ValueError(f"alpha_rank must be None or an int >= 1; received {self.alpha_rank}")
         if (self.activation, self.prior) not in {("relu", "log-uniform"), ("softplus", "log-normal")}:
             raise ValueError(f"activation {self.activation!r} goes with its own prior; received {self.prior!r}")
 

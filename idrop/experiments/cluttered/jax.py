@@ -64,6 +64,7 @@ class ClutteredCNN(nnx.Module):
         prior: str,
         max_alpha: float,
         rngs: nnx.Rngs,
+        alpha_rank: int | None = None,
     ) -> None:
         layers: list[nnx.Module] = []
         c = 1
@@ -78,7 +79,12 @@ class ClutteredCNN(nnx.Module):
                     prior=prior,
                     max_alpha=max_alpha,
                     norm=_bn(w, rngs),
-                    alpha_layer=_conv(c, w, 3, 2, True, rngs),  # with a bias, as cluttered.py:89
+                    # the official alpha conv, with a bias as cluttered.py:89, or the cheap branch of alpha_rank
+                    **(
+                        {"alpha_layer": _conv(c, w, 3, 2, True, rngs)}
+                        if alpha_rank is None
+                        else {"alpha_rank": alpha_rank}
+                    ),
                     rngs=rngs,
                 )
             )
@@ -102,17 +108,21 @@ class ClutteredCNN(nnx.Module):
         return self.linear(x.mean(axis=(1, 2)))
 
 
-_MODEL_KEYS = ("widths", "top_width", "convs_per_block", "activation", "prior", "max_alpha")
+_MODEL_KEYS = ("widths", "top_width", "convs_per_block", "activation", "prior", "max_alpha", "alpha_rank")
 
 
 def build_model(cfg: dict[str, Any], seed: int) -> ClutteredCNN:
     """The network at its initial weights for ``seed``."""
-    return create(ClutteredCNN, seed, **{k: tuple(cfg[k]) if k == "widths" else cfg[k] for k in _MODEL_KEYS})
+    return create(ClutteredCNN, seed, **{k: tuple(cfg[k]) if k == "widths" else cfg.get(k) for k in _MODEL_KEYS})
 
 
 def alpha_biases(model: ClutteredCNN) -> list[Any]:
     """The bias of each Information Dropout layer's alpha conv (``None`` where it has none)."""
-    return [m.alpha_layer.bias for m in model.features if isinstance(m, InfoDropout)]
+    return [
+        (m.alpha_layer.up if m.alpha_rank is not None else m.alpha_layer).bias
+        for m in model.features
+        if isinstance(m, InfoDropout)
+    ]
 
 
 @functools.lru_cache

@@ -61,7 +61,12 @@ class ClutteredCNN(keras.Model):
                     prior=cfg["prior"],
                     max_alpha=cfg["max_alpha"],
                     norm=_bn(),
-                    alpha_layer=_stride2(w, bias=True),  # with a bias, as cluttered.py:89
+                    # the official alpha conv, with a bias as cluttered.py:89, or the cheap branch of alpha_rank
+                    **(
+                        {"alpha_layer": _stride2(w, bias=True)}
+                        if cfg.get("alpha_rank") is None
+                        else {"alpha_rank": cfg["alpha_rank"]}
+                    ),
                     seed=seed * 100 + i,
                 )
             )
@@ -99,7 +104,11 @@ def build_model(cfg: dict[str, Any], seed: int) -> ClutteredCNN:
 
 def alpha_biases(model: ClutteredCNN) -> list[Any]:
     """The bias of each Information Dropout layer's alpha conv (``None`` where it has none)."""
-    return [m.alpha_layer.bias for m in model.blocks if isinstance(m, InfoDropout)]
+    return [
+        (m.alpha_layer.up if m.alpha_rank is not None else m.alpha_layer).bias
+        for m in model.blocks
+        if isinstance(m, InfoDropout)
+    ]
 
 
 def _evaluate(model: ClutteredCNN, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any, name: str):

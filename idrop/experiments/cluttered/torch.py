@@ -37,6 +37,13 @@ def _conv_bn_act(c_in: int, c_out: int, k: int, activation: str) -> list[nn.Modu
     return [nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), _bn(c_out), _act(activation)]
 
 
+def _alpha_branch(c_in: int, c_out: int, rank: int | None) -> dict[str, Any]:
+    """The official alpha conv (3x3 stride 2 with a bias, ``cluttered.py:89``), or the cheap branch of ``rank``."""
+    if rank is not None:
+        return {"alpha_rank": rank}
+    return {"alpha_layer": nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=True)}
+
+
 class ClutteredCNN(nn.Module):
     """All-CNN-96 of the official ``cluttered.py:120-152``, widths and depth configurable.
 
@@ -61,7 +68,7 @@ class ClutteredCNN(nn.Module):
                     prior=cfg["prior"],
                     max_alpha=cfg["max_alpha"],
                     norm=_bn(w),
-                    alpha_layer=nn.Conv2d(c, w, 3, stride=2, padding=1, bias=True),
+                    **_alpha_branch(c, w, cfg.get("alpha_rank")),
                 )
             )
             c = w
@@ -172,7 +179,11 @@ def build_model(cfg: dict[str, Any], seed: int) -> ClutteredCNN:
 
 def alpha_biases(model: ClutteredCNN) -> list[torch.Tensor | None]:
     """The bias of each Information Dropout layer's alpha conv (``None`` where it has none)."""
-    return [m.alpha_layer.bias for m in model.modules() if isinstance(m, InfoDropout)]
+    return [_alpha_bias(m) for m in model.modules() if isinstance(m, InfoDropout)]
+
+
+def _alpha_bias(m: InfoDropout) -> torch.Tensor | None:
+    return m.alpha_layer.up.bias if m.alpha_rank is not None else m.alpha_layer.bias
 
 
 def make_run(key: RunKey, beta: float, cfg: dict[str, Any], data: dict[str, np.ndarray], results: Any) -> ClutteredRun:

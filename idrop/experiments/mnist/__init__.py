@@ -29,6 +29,10 @@ Settings (``docs/reproduction.md`` traces each value):
   images (1,000 of them held out for validation), 20 epochs with the paper's lr schedule scaled
   to them, none/binary/information. Minutes per backend on 2 CPU cores.
 
+``--alpha-rank R`` gives every Information Dropout layer the cheap alpha branch of rank ``R``
+(``InfoDropout(alpha_rank=R)``, an ``in -> R -> out`` map) instead of the paper's full map
+(``results/cheap-alpha/`` compares them).
+
 This module holds the protocol once; ``mnist/<backend>.py`` holds each framework's train step.
 """
 
@@ -41,6 +45,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from idrop._cli_types import positive_int
 from idrop.experiments import ResultDir, Run, RunKey, RunRegistry, run_grid
 from idrop.experiments._command import command_line
 
@@ -67,6 +72,7 @@ class MnistConfig:
     lr_drops: tuple[int, ...] = ()
     beta: float = 1.0  # the run's own beta; each Information Dropout key sets it (see resolve)
     max_alpha: float = 0.7
+    alpha_rank: int | None = None  # Information Dropout's alpha branch: None = the paper's full map
     dropout_rate: float = 0.5
     lognormal_alpha: float = 0.7
     limit_train: int | None = None
@@ -143,6 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training images held out to choose beta (default: 1000 with --quick, else 10000; "
         "at most a fifth of the training images)",
     )
+    g.add_argument(
+        "--alpha-rank",
+        type=positive_int,
+        metavar="R",
+        default=None,
+        help="Information Dropout with the cheap alpha branch of rank R (in -> R -> out; "
+        "InfoDropout(alpha_rank=R)) instead of the paper's full alpha map (default)",
+    )
     g.add_argument("--batch-size", type=int, metavar="N", default=None, help="minibatch size (default: 100)")
     g.add_argument("--lr", type=float, metavar="LR", default=None, help="Adam learning rate (default: the setting's)")
     g.add_argument(
@@ -174,6 +188,7 @@ def config_from_args(args: argparse.Namespace, n_available: int, source: str) ->
         "n_valid": getattr(args, "n_valid", None),
         "batch_size": getattr(args, "batch_size", None),
         "learning_rate": getattr(args, "lr", None),
+        "alpha_rank": getattr(args, "alpha_rank", None),
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     limit = base.get("limit_train")

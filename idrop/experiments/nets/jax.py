@@ -31,7 +31,14 @@ def hidden_layer(method: str, n_in: int, width: int, config: Any, rngs: nnx.Rngs
     if method == "lognormal":
         return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha, rngs=rngs)
     if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, rngs=rngs)
+        return InfoDropout(
+            linear,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
+            rngs=rngs,
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 
@@ -84,13 +91,24 @@ class ConvBNAct(nnx.Module):
 
 
 def noisy_conv(
-    method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float, rngs: nnx.Rngs, dtype: Any = None
+    method: str,
+    c_in: int,
+    c_out: int,
+    *,
+    activation: str,
+    max_alpha: float,
+    rngs: nnx.Rngs,
+    dtype: Any = None,
+    alpha_rank: int | None = None,
 ) -> nnx.Module:
     """The stride-2 conv with its noise; the alpha conv has a bias, as the official one (cifar.py:90-91)."""
     conv, bn = _conv(c_in, c_out, 3, 2, rngs, dtype=dtype), shift_only_batch_norm(c_out, rngs, dtype)
     if method == "information":
-        alpha = _conv(c_in, c_out, 3, 2, rngs, bias=True, dtype=dtype)
-        return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_layer=alpha, rngs=rngs)
+        if alpha_rank is not None:  # InfoDropout's cheap alpha branch instead of the official alpha conv
+            branch: dict[str, Any] = {"alpha_rank": alpha_rank}
+        else:
+            branch = {"alpha_layer": _conv(c_in, c_out, 3, 2, rngs, bias=True, dtype=dtype)}
+        return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, rngs=rngs, **branch)
     if method == "binary":
         return BinaryDropout(conv, activation=activation, rate=0.5, norm=bn, rngs=rngs)
     if method == "none":
@@ -127,6 +145,7 @@ class AllCNN32(nnx.Module):
         max_alpha: float = 0.7,
         input_dropout: float = 0.2,
         dtype: Any = None,
+        alpha_rank: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
         a, b = widths
@@ -138,7 +157,18 @@ class AllCNN32(nnx.Module):
                 ConvBNAct(c, w, 3, activation, rngs=rngs, dtype=dtype),
                 ConvBNAct(w, w, 3, activation, rngs=rngs, dtype=dtype),
             ]
-            layers.append(noisy_conv(method, w, w, activation=activation, max_alpha=max_alpha, rngs=rngs, dtype=dtype))
+            layers.append(
+                noisy_conv(
+                    method,
+                    w,
+                    w,
+                    activation=activation,
+                    max_alpha=max_alpha,
+                    rngs=rngs,
+                    dtype=dtype,
+                    alpha_rank=alpha_rank,
+                )
+            )
             c = w
         layers += [
             ConvBNAct(b, b, 3, activation, rngs=rngs, dtype=dtype),

@@ -39,6 +39,7 @@ def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer
             activation="relu",
             prior="log-uniform",
             max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
             seed=seed,
             beta=config.beta,
             n_train=config.n_train,
@@ -76,13 +77,23 @@ def conv_bn_act(filters: int, k: int, activation: str) -> list[keras.Layer]:
 
 
 def noisy_conv(
-    method: str, filters: int, *, activation: str, max_alpha: float, seed: int, rate: float = 0.5
+    method: str,
+    filters: int,
+    *,
+    activation: str,
+    max_alpha: float,
+    seed: int,
+    rate: float = 0.5,
+    alpha_rank: int | None = None,
 ) -> list[keras.Layer]:
     """The stride-2 conv with its noise; the alpha conv has a bias, as the official one (cifar.py:90-91)."""
     conv, bn = _conv(filters, 3, 2), shift_only_batch_norm()
     if method == "information":
-        alpha = Conv2D(filters, 3, strides=2, use_bias=True)
-        return [InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_layer=alpha, seed=seed)]
+        if alpha_rank is not None:  # InfoDropout's cheap alpha branch instead of the official alpha conv
+            branch: dict[str, Any] = {"alpha_rank": alpha_rank}
+        else:
+            branch = {"alpha_layer": Conv2D(filters, 3, strides=2, use_bias=True)}
+        return [InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, seed=seed, **branch)]
     if method == "binary":
         return [BinaryDropout(conv, activation=activation, rate=rate, norm=bn, seed=seed)]
     if method == "none":
@@ -105,6 +116,7 @@ class AllCNN32(keras.Model):
         max_alpha: float = 0.7,
         input_dropout: float = 0.2,
         seed: int = 0,
+        alpha_rank: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,7 +125,9 @@ class AllCNN32(keras.Model):
         layers: list[keras.Layer] = []
         for i, w in enumerate((a, b)):
             layers += [*conv_bn_act(w, 3, activation), *conv_bn_act(w, 3, activation)]
-            layers += noisy_conv(method, w, activation=activation, max_alpha=max_alpha, seed=seed * 100 + 1 + i)
+            layers += noisy_conv(
+                method, w, activation=activation, max_alpha=max_alpha, seed=seed * 100 + 1 + i, alpha_rank=alpha_rank
+            )
         layers += [*conv_bn_act(b, 3, activation), *conv_bn_act(b, 1, activation), *conv_bn_act(10, 1, activation)]
         self.blocks = layers
         self.logits = keras.layers.Dense(10)  # the official ``linear(network, num_outputs=10)`` (cifar.py:152)

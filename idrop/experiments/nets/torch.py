@@ -30,7 +30,13 @@ def hidden_layer(method: str, n_in: int, width: int, config: Any) -> nn.Module:
     if method == "lognormal":
         return LogNormalDropout(linear, activation="relu", alpha=config.lognormal_alpha)
     if method == "information":
-        return InfoDropout(linear, activation="relu", prior="log-uniform", max_alpha=config.max_alpha)
+        return InfoDropout(
+            linear,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 
@@ -76,14 +82,24 @@ def conv_bn_act(c_in: int, c_out: int, k: int, activation: str) -> nn.Sequential
 
 
 def noisy_conv(
-    method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float, rate: float = 0.5
+    method: str,
+    c_in: int,
+    c_out: int,
+    *,
+    activation: str,
+    max_alpha: float,
+    rate: float = 0.5,
+    alpha_rank: int | None = None,
 ) -> nn.Module:
     """The stride-2 conv with its noise (official ``conv_dropout``, cifar.py:110-120).
 
     Information Dropout's alpha branch is its own 3x3 stride-2 conv *with* a bias and no batch
-    norm, as the official ``conv2d(..., activation_fn=tf.sigmoid, scope='alpha')`` (cifar.py:90-91).
+    norm, as the official ``conv2d(..., activation_fn=tf.sigmoid, scope='alpha')`` (cifar.py:90-91);
+    with ``alpha_rank`` it is InfoDropout's cheap branch of that rank instead.
     """
     conv, bn = _conv(c_in, c_out, 3, 2), ShiftOnlyBatchNorm2d(c_out)
+    if method == "information" and alpha_rank is not None:
+        return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_rank=alpha_rank)
     if method == "information":
         alpha = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=True)
         return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, alpha_layer=alpha)
@@ -103,6 +119,7 @@ class AllCNN32(nn.Module):
         activation: ``relu`` (log-uniform prior) or ``softplus`` (log-normal prior).
         max_alpha: Information Dropout's cap on alpha.
         input_dropout: binary dropout rate on the input (official keep 0.8).
+        alpha_rank: Information Dropout's cheap alpha branch of this rank (default: the official alpha conv).
     """
 
     def __init__(
@@ -113,6 +130,7 @@ class AllCNN32(nn.Module):
         activation: str = "relu",
         max_alpha: float = 0.7,
         input_dropout: float = 0.2,
+        alpha_rank: int | None = None,
     ) -> None:
         super().__init__()
         a, b = widths
@@ -121,7 +139,7 @@ class AllCNN32(nn.Module):
         c = 3
         for w in (a, b):
             layers += [conv_bn_act(c, w, 3, activation), conv_bn_act(w, w, 3, activation)]
-            layers.append(noisy_conv(method, w, w, activation=activation, max_alpha=max_alpha))
+            layers.append(noisy_conv(method, w, w, activation=activation, max_alpha=max_alpha, alpha_rank=alpha_rank))
             c = w
         layers += [
             conv_bn_act(b, b, 3, activation),
