@@ -3,7 +3,8 @@
     .venv/bin/python results/cheap-alpha/summarize.py
 
 Reads each folder's ``state.json`` (finished runs only, so a partial grid is summarised as far as
-it went; ``n`` says how many seeds a cell has), chooses Information Dropout's beta per hidden-unit
+it went; a (method, beta, width) cell counts once all its seeds finished; the table says how many
+betas of the grid the choice saw), chooses Information Dropout's beta per hidden-unit
 count on the validation split exactly as ``idrop reproduce mnist`` does
 (:func:`idrop.experiments.mnist._report.choose_beta`), and writes ``mnist_table.md``,
 ``mnist_summary.json`` and ``mnist_error_vs_units.png`` next to this file.
@@ -36,7 +37,13 @@ def _rows(folder: str) -> list[dict]:
     if not state.exists():
         return []
     finished = json.loads(state.read_text())["finished"]
-    return [{"method": r["method"], "width": r["width"], "seed": r["seed"], **r["result"]} for r in finished.values()]
+    seeds = json.loads((state.parent / "config.json").read_text())["seeds"]
+    rows = [{"method": r["method"], "width": r["width"], "seed": r["seed"], **r["result"]} for r in finished.values()]
+    # A beta of a partial grid takes part in the choice only once all its seeds finished.
+    count: dict[tuple, int] = {}
+    for r in rows:
+        count[(r["method"], r["width"])] = count.get((r["method"], r["width"]), 0) + 1
+    return [r for r in rows if count[(r["method"], r["width"])] == seeds]
 
 
 def _errors(rows: list[dict], method: str, width: float) -> tuple[list[float], float | None]:
