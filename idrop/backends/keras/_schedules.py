@@ -90,6 +90,7 @@ class BetaScheduler(keras.callbacks.Callback):
             finally:
                 self._traced_step = None  # a tracer must not outlive its trace
 
+        self._previous = model.__dict__.get("train_step")  # a train_step the user set on the instance
         object.__setattr__(model, "train_step", train_step)
         self._wrapped = model
 
@@ -116,7 +117,9 @@ class BetaScheduler(keras.callbacks.Callback):
         wrapped = getattr(self, "_wrapped", None)
         if wrapped is not None:
             wrapped.__dict__.pop("train_step", None)
-            self._wrapped = None
+            if self._previous is not None:
+                object.__setattr__(wrapped, "train_step", self._previous)
+            self._wrapped = self._previous = None
         self.model.make_train_function(force=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
