@@ -363,6 +363,27 @@ def no_low_rank_map(alpha_rank: int, layer_name: str, kinds: str) -> ValueError:
     )
 
 
+def unsupported_export_format(fmt: Any, backend: str, formats: tuple[str, ...], why: str = "") -> ValueError:
+    """An export ``format`` that Keras's ``model.export`` does not write on this Keras ``backend``.
+
+    Example:
+        >>> str(unsupported_export_format("tf_saved_model", "torch", ("onnx",)))
+        "Invalid value received for argument `format`. Expected one of 'onnx' (the formats Keras's model.export writes on the torch backend). Received: format='tf_saved_model'"
+    """  # noqa: E501
+    allowed = ", ".join(repr(f) for f in formats)
+    return invalid(
+        "format", f"one of {allowed} (the formats Keras's model.export writes on the {backend} backend{why})", fmt
+    )
+
+
+def missing_exporter(fmt: str, backend: str, module: str) -> ImportError:
+    """The package Keras's ``model.export`` needs for ``fmt`` on ``backend`` is not installed."""
+    return ImportError(
+        f"export(format={fmt!r}) on the Keras {backend} backend needs `{module}`, which Keras's model.export uses "
+        f"there and which is not installed: pip install {module}"
+    )
+
+
 def check_same_shape(layer_shape: tuple, alpha_shape: tuple) -> None:
     """Raise if ``alpha_layer``'s output shape differs from ``layer``'s."""
     if tuple(layer_shape) != tuple(alpha_shape):

@@ -2,21 +2,39 @@
 
 ``python _keras_script.py OUT [--load-only] [LOAD_DIR ...]`` under ``KERAS_BACKEND``: checks config, fit (KL in the
 history, add_loss), jit_compile, mixed precision, ``.keras`` save/load with the prior's ``mu``/``sigma``,
-and on JAX ``keras.distribution`` data parallelism; saves ``OUT/<backend>.keras`` and its outputs
-(evaluation, and training with injected noise) in ``OUT/<backend>.npz``; then loads every
-``LOAD_DIR/<other>.keras`` and checks it gives the outputs saved beside it. Prints ``OK <backend>``.
+the tools (mc_predict, sampling, kl_maps, alpha_stats, diagnostics, BetaScheduler per step, surgery, export
+in the formats Keras writes on the backend and the error for the others), and on JAX ``keras.distribution``
+data parallelism; saves ``OUT/<backend>.keras`` and its outputs (evaluation, and training with injected
+noise) in ``OUT/<backend>.npz``; then loads every ``LOAD_DIR/<other>.keras`` and checks it gives the
+outputs saved beside it. Prints ``OK <backend>``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from idrop.backends.keras import InfoDropout
+from idrop.backends.keras import (
+    BetaScheduler,
+    InfoDropout,
+    alpha_stats,
+    beta_schedule,
+    diagnostics,
+    export,
+    kl_maps,
+    mc_predict,
+    noise_shapes,
+    sampling,
+    strip_info_dropout,
+    to_info_dropout,
+)
+from idrop.core.diagnostics import IdropWarning
 
 BACKEND = keras.backend.backend()
 RNG = np.random.default_rng(0)
@@ -88,6 +106,103 @@ def check_data_parallel() -> None:
         keras.distribution.set_distribution(None)
 
 
+def check_beta_schedule() -> None:
+    """The KL term's beta at step t is ``beta_schedule(...)(t)`` inside the compiled step, resumed fits too.
+
+    The weights are frozen (learning rate 0) and the task loss is 0, so each one-batch epoch's loss is
+    ``beta_t * K`` with ``K`` the KL term at beta 1 (the KL depends on the weights and the input only)."""
+    schedule = beta_schedule("linear", 1.0, warmup_steps=4)
+    model = build(beta=1.0, n_train=16)
+    zero = lambda y, p: ops.mean(p) * 0.0  # noqa: E731
+    model.compile(keras.optimizers.SGD(0.0), zero, jit_compile=BACKEND != "torch")  # the compiled step
+    model(X, training=True)
+    k = float(np_(model.losses[0]))
+    callback = BetaScheduler(schedule)
+    for steps in (range(6), range(6, 8)):  # the second fit resumes from the optimizer's step
+        history = model.fit(X, Y, epochs=len(steps), batch_size=16, verbose=0, callbacks=[callback]).history
+        want = [schedule(t) * k for t in steps]
+        np.testing.assert_allclose(history["loss"], want, rtol=1e-5, atol=1e-7)
+        assert history["beta"] == [schedule(t + 1) for t in steps], history["beta"]
+    assert "train_step" not in model.__dict__ and model.get_layer("idrop")._beta_schedule is None
+    model(X, training=True)
+    assert np.isclose(float(np_(model.losses[0])), k, rtol=1e-6)  # the layer's own beta after fit
+
+
+def check_export(model: keras.Model, out: Path) -> None:
+    """Both graphs in each format Keras writes on this backend give the model's outputs; others are refused."""
+    x = X[:4]
+    (shape,) = noise_shapes(model, x)
+    eps = RNG.standard_normal(shape).astype("float32")
+    want = {False: np_(model(x)), True: np_(model.layers[1](model.get_layer("idrop")(x, training=True, noise=eps)))}
+    formats = {"tensorflow": ["tf_saved_model"], "jax": ["tf_saved_model", "onnx"], "torch": ["onnx"]}[BACKEND]
+    # ONNX on TensorFlow (tf2onnx) is tests/backends/test_tensorflow_export.py's, and costs a conversion here
+    for fmt in formats:
+        for graph in (False, True):
+            path = out / f"{BACKEND}_{graph}" if fmt == "tf_saved_model" else out / f"{BACKEND}_{graph}.onnx"
+            if fmt == "onnx" and BACKEND == "jax" and importlib.util.find_spec("jax2onnx") is None:
+                # jax2onnx is not in idrop's export extra (it pulls equinox, orbax, huggingface_hub)
+                try:
+                    export(model, path, x, sampling=graph, format=fmt)
+                except ImportError as error:
+                    assert "needs `jax2onnx`" in str(error) and "pip install jax2onnx" in str(error), error
+                else:
+                    raise AssertionError("ONNX on JAX without jax2onnx did not raise")
+                continue
+            export(model, path, x, sampling=graph, format=fmt)
+            inputs = [x, eps] if graph else [x]
+            if fmt == "onnx":
+                import onnxruntime
+
+                session = onnxruntime.InferenceSession(str(path))
+                got = session.run(None, {i.name: v for i, v in zip(session.get_inputs(), inputs)})[0]
+            else:
+                import tensorflow as tf
+
+                loaded = tf.saved_model.load(str(path))  # kept alive: `serve` references its variables
+                got = loaded.serve(inputs if graph else x).numpy()
+            np.testing.assert_allclose(got, want[graph], rtol=1e-5, atol=1e-6, err_msg=f"{fmt} sampling={graph}")
+    if BACKEND == "torch":
+        try:
+            export(model, out / "torch_saved_model", x, format="tf_saved_model")
+        except ValueError as error:
+            message = str(error)
+            assert "`format`" in message and "'onnx'" in message and "torch backend" in message, message
+            assert "torch_xla" in message, message
+        else:
+            raise AssertionError("a SavedModel on torch did not raise")
+
+
+def check_tools(out: Path) -> None:
+    """mc_predict, sampling, kl_maps, alpha_stats, diagnostics, BetaScheduler, surgery and export."""
+    keras.utils.set_random_seed(0)
+    model = build()
+    model(X)
+    x = X[:4]
+    a, b = mc_predict(model, x, 6, chunk=4, seed=3), mc_predict(model, x, 6, chunk=2, seed=3)
+    for field in ("mean", "std", "entropy", "mutual_information"):
+        np.testing.assert_allclose(np_(getattr(a, field)), np_(getattr(b, field)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np_(mc_predict(model, x, 6, chunk=4, seed=3).mean), np_(a.mean))
+    assert not np.allclose(np_(mc_predict(model, x, 6, chunk=4, seed=4).mean), np_(a.mean))
+    assert np_(a.mean).shape == (4, 3) and np.all(np_(a.mutual_information) >= 0)
+    with sampling(model):
+        assert not np.allclose(np_(model(x)), np_(model(x)))
+    np.testing.assert_array_equal(np_(model(x)), np_(model(x)))  # off again
+    assert np_(kl_maps(model, x)["idrop"]).shape == (4, 8)
+    stats = alpha_stats(model, x)["idrop"]
+    assert 0 <= stats.pinned_low <= 1 and 0 <= stats.pinned_high <= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IdropWarning)
+        logs = diagnostics(model, x, task_loss=1.0, beta=1.0, n_train=16)
+    assert np.isfinite(logs["idrop/kl"]) and logs["idrop/kl"] > 0, logs
+    check_beta_schedule()
+    plain = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    wrapped = to_info_dropout(plain)
+    assert any(isinstance(layer, InfoDropout) for layer in wrapped.layers)
+    np.testing.assert_allclose(np_(wrapped(X)), np_(plain(X)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np_(strip_info_dropout(wrapped)(X)), np_(plain(X)), rtol=1e-6, atol=1e-6)
+    check_export(model, out)
+
+
 def main(out: Path, load_dirs: list[Path], checks: bool = True) -> None:
     if checks:
         save_and_check(out)
@@ -110,6 +225,7 @@ def save_and_check(out: Path) -> None:
     for name, value in outputs(again).items():
         np.testing.assert_allclose(value, mine[name], rtol=1e-6, atol=1e-6, err_msg=name)
     check_mixed_precision()
+    check_tools(out)
     if BACKEND == "jax":
         check_data_parallel()
 

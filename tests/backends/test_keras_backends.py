@@ -1,8 +1,9 @@
 """``idrop.backends.keras`` on each Keras backend, each in its own process (Keras fixes its backend at import).
 
 One subprocess per backend runs ``_keras_script.py`` (config, ``model.fit`` with the KL metric and
-``add_loss``, ``jit_compile``, mixed precision, ``.keras`` save/load with ``mu``/``sigma``, JAX data
-parallelism on two CPU devices) and loads the ``.keras`` files the backends before it saved; then each
+``add_loss``, ``jit_compile``, mixed precision, ``.keras`` save/load with ``mu``/``sigma``, the Keras
+tools with ``BetaScheduler``'s beta checked per step and both export graphs, JAX data parallelism on two CPU
+devices) and loads the ``.keras`` files the backends before it saved; then each
 but the last loads the files saved after it, so every file is loaded on every other backend and gives
 the same evaluation and noisy training outputs to float32 rounding.
 """

@@ -1,4 +1,4 @@
-"""Export for Keras 3: ``model.export`` (a TensorFlow SavedModel, or ONNX through ``tf2onnx``) of the
+"""Export for Keras 3: ``model.export`` (a TensorFlow SavedModel, or ONNX; :data:`FORMATS` per backend) of the
 evaluation graph and of the sampling graph with the noise as inputs (the rules in :mod:`idrop.core.export`).
 
 Written on Keras APIs only, so the same code serves every Keras backend (which formats a backend can
@@ -13,6 +13,7 @@ The layers' KL records and KL metric are put back as they were after the export.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,27 @@ import keras
 import numpy as np
 
 from idrop.core.export import export_format
+from idrop.core.spec import missing_exporter, unsupported_export_format
+
+# What Keras 3.15's model.export writes on each backend, of the formats idrop exports: on torch a SavedModel
+# goes through torch_xla (not a dependency of torch, and tied to its version), so it is refused; ONNX goes
+# through tf2onnx on TensorFlow, jax2onnx on JAX and torch.onnx on torch.
+FORMATS = {"tensorflow": ("tf_saved_model", "onnx"), "jax": ("tf_saved_model", "onnx"), "torch": ("onnx",)}
+_WHY = {"torch": "; a SavedModel needs torch_xla there"}
+_EXPORTERS = {("jax", "onnx"): "jax2onnx", ("jax", "tf_saved_model"): "tensorflow"}
+
+
+def _format(path: Any, fmt: str | None) -> str:
+    """The format to write on this Keras backend, with a clear error for one Keras cannot write here."""
+    backend = keras.backend.backend()
+    formats = FORMATS[backend]
+    if fmt in ("tf_saved_model", "onnx") and fmt not in formats:
+        raise unsupported_export_format(fmt, backend, formats, _WHY.get(backend, ""))
+    fmt = export_format(path, fmt, formats)
+    module = _EXPORTERS.get((backend, fmt))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise missing_exporter(fmt, backend, module)
+    return fmt
 
 
 def _info_layers(model: keras.Layer, info_dropout: type) -> list[Any]:
@@ -43,13 +65,19 @@ def _fed(layers: list[Any], noises: list[Any], noisy_output: Callable[..., Any])
             layer.__dict__.pop("call", None)
 
 
+def _metric_variables(layer: Any) -> list[Any]:
+    """The variables of ``layer``'s KL metric (none on JAX, where the layer has no metric, design notes section 6)."""
+    metric = getattr(layer, "kl_metric", None)
+    return [] if metric is None else list(metric.variables)
+
+
 @contextlib.contextmanager
 def _records_kept(layers: list[Any]) -> Iterator[None]:
     """Fresh KL records for ``layers`` inside, theirs (and their KL metric's state) back after: the calls
     export makes (and the ones TensorFlow traces when it writes a SavedModel) must neither drop a step's
     records nor leave traced ones."""
     saved = [(layer, layer.__dict__.get("_kl_records")) for layer in layers]
-    metrics = [(v, v.numpy()) for layer in layers for v in getattr(layer, "kl_metric", keras.metrics.Mean()).variables]
+    metrics = [(v, v.numpy()) for layer in layers for v in _metric_variables(layer)]
     for layer, records in saved:
         if records is not None:
             object.__setattr__(layer, "_kl_records", type(records)())
@@ -115,7 +143,7 @@ def export_graph(
 ):
     """:func:`export` with the given ``InfoDropout`` class and its noisy output ``(layer, x, eps) -> z``
     (one per Keras adapter)."""
-    fmt = export_format(path, fmt, ("tf_saved_model", "onnx"))
+    fmt = _format(path, fmt)
     x = np.asarray(x)
     calls = _calls(model, x, info_dropout) if sampling else []
     layers = _info_layers(model, info_dropout)
@@ -167,7 +195,9 @@ def export(
             or a ``.onnx`` file (``"onnx"``, needs ``pip install "idrop[export]"``).
         x: an example input; it fixes the shapes and dtype.
         sampling: write the sampling graph instead of the evaluation graph.
-        format: ``"tf_saved_model"`` or ``"onnx"``; default from the path's suffix.
+        format: ``"tf_saved_model"`` or ``"onnx"``; default from the path's suffix. On Keras's JAX backend
+            a SavedModel needs TensorFlow and ONNX needs ``jax2onnx``; on the torch backend only ``"onnx"``
+            (Keras writes a SavedModel there through ``torch_xla``).
         dynamic_batch: let the graph take any batch size (the first axis of ``x`` and of every noise).
 
     Returns:
