@@ -88,7 +88,10 @@ class KerasHarness:
 
     def parameters(self, layer: Any) -> dict[str, Any]:
         params = {"weight": _map(layer.layer).kernel, "bias": _map(layer.layer).bias}
-        if getattr(layer, "alpha_layer", None) is not None:
+        if getattr(layer, "alpha_rank", None) is not None:
+            a = layer.alpha_layer
+            params |= {"alpha_down": a.down.kernel, "alpha_weight": a.up.kernel, "alpha_bias": a.up.bias}
+        elif getattr(layer, "alpha_layer", None) is not None:
             params |= {"alpha_weight": _map(layer.alpha_layer).kernel, "alpha_bias": _map(layer.alpha_layer).bias}
         if getattr(layer, "mu", None) is not None:
             params |= {"mu": layer.mu, "log_sigma": layer.log_sigma}
