@@ -106,6 +106,28 @@ class KerasHarness:
     def kl(self, layer: Any) -> Any:
         return layer.kl
 
+    #: Why this backend's Keras layer has no function-transform checks (``test_transforms.py``), or None.
+    #: On TensorFlow the Keras layers are the TensorFlow adapter's (same classes, same kernel), checked with
+    #: its transforms. On JAX the Keras kernel is ``keras.ops.custom_gradient``, i.e. ``jax.custom_vjp``,
+    #: which JAX refuses in forward mode; function transforms are the native adapters' feature (issue 15,
+    #: item 6: ``idrop.backends.jax`` and ``idrop.backends.torch``), and Keras on torch runs the torch
+    #: adapter's kernel, checked there.
+    transforms_skip = (
+        None
+        if BACKEND == "tensorflow"
+        else f"function transforms are checked on the native adapters, not on keras[{BACKEND}] "
+        "(idrop/conformance/_harness_keras.py, KerasHarness.transforms_skip)"
+    )
+
+    def jvp(self, fn, inputs, tangents, layer=None):
+        return _tensorflow().jvp(fn, inputs, tangents, layer)
+
+    def vmap(self, fn, inputs, layer=None):
+        return _tensorflow().vmap(fn, inputs, layer)
+
+    def transform_grad(self, fn, inputs, cotangents):
+        return _tensorflow().transform_grad(fn, inputs, cotangents)
+
     def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
         if seed is not None:
             kwargs["seed"] = keras.random.SeedGenerator(seed)

@@ -33,6 +33,13 @@ from .test_gradients import H, stencil
 _FEW = settings(max_examples=min(settings().max_examples, 4))
 
 
+@pytest.fixture(autouse=True)
+def _transforms_supported(harness):
+    reason = getattr(harness, "transforms_skip", None)
+    if reason:
+        pytest.skip(reason)
+
+
 def _functional_problem(data):
     shape = data.draw(shapes)
     # f >= 0.01 keeps the finite differences away from the floor at 1e-4 and the mask at 0.
