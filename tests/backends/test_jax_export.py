@@ -8,6 +8,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
+import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from idrop.backends.jax import InfoDropout, export, noise_shapes  # noqa: E402
@@ -26,10 +27,10 @@ def test_both_graphs_match_the_module(tmp_path):
         nnx.Linear(8, 3, rngs=r),
     )
     model.layers[0].norm.mean[...] += 0.3  # running statistics that differ from a batch's own
-    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1), dtype=jnp.float32)
     shapes = noise_shapes(model, x)
     assert shapes == [(2, 6, 6, 4), (2, 8)]
-    eps = [jax.random.normal(jax.random.key(i), s) for i, s in enumerate(shapes)]
+    eps = [jax.random.normal(jax.random.key(i), s, dtype=jnp.float32) for i, s in enumerate(shapes)]
     before = nnx.state(model)
     ref = nnx.clone(model)
     ref.eval()
@@ -44,8 +45,8 @@ def test_both_graphs_match_the_module(tmp_path):
     assert model.layers[0].deterministic is False and isinstance(model.layers[0], InfoDropout)  # untouched
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), before, nnx.state(model)))
     export(model, tmp_path / "dyn.jax", x, sampling=True, dynamic_batch=True)  # exported at batch 2, called at 5
-    x5 = jax.random.normal(jax.random.key(2), (5, 8, 8, 1))
-    eps5 = [jax.random.normal(jax.random.key(i), (5, *s[1:])) for i, s in enumerate(shapes)]
+    x5 = jax.random.normal(jax.random.key(2), (5, 8, 8, 1), dtype=jnp.float32)
+    eps5 = [jax.random.normal(jax.random.key(i), (5, *s[1:]), dtype=jnp.float32) for i, s in enumerate(shapes)]
     want5 = l3(l2(_flatten(l0(x5, noise=eps5[0], deterministic=False)), noise=eps5[1], deterministic=False))
     got5 = jax.export.deserialize((tmp_path / "dyn.jax").read_bytes()).call(x5, *eps5)
     np.testing.assert_allclose(got5, want5, rtol=1e-5, atol=1e-6)

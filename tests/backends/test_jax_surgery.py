@@ -27,7 +27,7 @@ def trained():
         nnx.Conv(4, 4, (3, 3), padding="VALID", rngs=r), nnx.softplus, nnx.Dropout(0.2, rngs=r),
         _flatten, nnx.Linear(64, 16, rngs=r), nnx.relu, nnx.Linear(16, 3, rngs=r),
     )  # fmt: skip
-    x, y = jax.random.normal(jax.random.key(1), (8, 8, 8, 1)), jnp.arange(8) % 3
+    x, y = jax.random.normal(jax.random.key(1), (8, 8, 8, 1), dtype=jnp.float32), jnp.arange(8) % 3
     opt = nnx.Optimizer(net, optax.sgd(0.1), wrt=nnx.Param)
     for _ in range(3):
         grads = nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean())(net)
