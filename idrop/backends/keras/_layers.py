@@ -29,10 +29,12 @@ from idrop.backends.keras._losses import KLRecords, kl_term
 from idrop.backends.keras._maps import (
     NoisyMap,
     _build,
+    _direct,
     _fresh_copy,
     _low_rank_call,
     _low_rank_copy,
     _low_rank_twins,
+    _map_call,
     _twin_call,
     _twins,
     plain_errors,
@@ -177,7 +179,9 @@ class InfoDropout(NoisyMap):
         elif getattr(self, "_low_rank_maps", False):
             h, alpha_logits = _low_rank_call(self.layer, self.alpha_layer, x)
         else:
-            h, alpha_logits = self.layer(x), self.alpha_layer(x)
+            # A plain map without Keras's __call__, which on torch would demote a float64 layer's matmul.
+            h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
+            alpha_logits = self.alpha_layer(x)
         if self.norm is not None:
             h = self.norm(h)
         return h, alpha_logits

@@ -58,6 +58,9 @@ class LowRankAlpha(keras.layers.Layer):
         return tuple(self.up.compute_output_shape(self.down.compute_output_shape(input_shape)))
 
     def call(self, x: Any) -> Any:
+        if _direct(self.down) and _direct(self.up):
+            # The plain calls: on torch they keep float64 (Keras's own ops demote it off TensorFlow).
+            return _map_call(self.up, _map_call(self.down, x))
         return self.up(self.down(x))
 
     def get_config(self) -> dict[str, Any]:
