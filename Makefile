@@ -28,8 +28,11 @@ demo: $(STAMP)
 		$(if $(wildcard runs/mnist/$(BACKEND)/state.json),--resume)
 
 # Every test, every backend required: a missing backend fails instead of skipping.
+# In TEST_WORKERS processes (pytest-xdist; default: one per core, at most 4, since each worker
+# imports all three frameworks, about 2 GiB); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
 
 conformance: $(STAMP)
 	$(BIN)/python -m idrop.conformance

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the repository, not part of the installed package
     sys.path.insert(0, str(ROOT))
 
+from _hang import HANG_S  # noqa: E402
+
 from benchmarks._settings import all_finite_positive  # noqa: E402
 from benchmarks._timing import compare  # noqa: E402
 
@@ -59,7 +61,7 @@ def installed(backend: str) -> bool:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
     cmd = [sys.executable, "-m", "benchmarks", "--tiny", "--backend", "all", "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "latest.json").read_text()), out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _hang import HANG_S
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "keras": "keras"}
@@ -52,7 +53,7 @@ def test_examples_run(backend: str, data_dir: Path) -> None:
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env={
             **os.environ,
             "CUDA_VISIBLE_DEVICES": "",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _hang import HANG_S
 
 import idrop
 
@@ -51,7 +52,7 @@ def lower_bounds() -> list[tuple[str, str]]:
 
 
 def test_version_command():
-    out = subprocess.run([sys.executable, "-m", "idrop", "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "idrop", "--version"], capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"idrop {idrop.__version__}"
     assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+|rc\d+)?", idrop.__version__)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _hang import HANG_S
 
 from idrop.backends import KERAS_BACKENDS, keras_label
 from idrop.conformance._backends import required
@@ -59,7 +60,7 @@ def test_an_unsupported_keras_backend_is_refused_with_the_fix() -> None:
     pytest.importorskip("keras")
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
     proc = subprocess.run(
-        [sys.executable, "-c", "import idrop.backends.keras"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", "import idrop.backends.keras"], env=env, capture_output=True, text=True, timeout=HANG_S
     )
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and last.startswith("ImportError: idrop.backends.keras runs on the tensorflow, jax")

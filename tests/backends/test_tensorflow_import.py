@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from _hang import HANG_S
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
@@ -18,7 +19,7 @@ _NOT_SET = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in _NOT_SET}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=HANG_S
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _hang import HANG_S
 
 from idrop import cli
 from idrop.data import mnist, write_idx
@@ -444,7 +445,7 @@ def test_second_run_on_one_out_is_refused(data_dir: Path, tmp_path: Path, capsys
     first = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     lock = out / "mnist" / "torch" / ".lock"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_S
         while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
             assert first.poll() is None and time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.05)
@@ -454,7 +455,7 @@ def test_second_run_on_one_out_is_refused(data_dir: Path, tmp_path: Path, capsys
         )
     finally:
         go.touch()
-        assert first.wait(timeout=120) == 0, first.stderr.read()
+        assert first.wait(timeout=HANG_S) == 0, first.stderr.read()
     status, err = run_cli(argv(data_dir, out, "--methods", "none,information", "--resume"), capsys)
     assert_user_error(status, err, "holds a different configuration")  # the first run's runs are there
     status, err = run_cli(argv(data_dir, out, "--methods", "none", "--resume"), capsys)

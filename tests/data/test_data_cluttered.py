@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -102,9 +100,10 @@ def test_invalid_images() -> None:
         cluttered_mnist(x.astype(np.float32), y)
 
 
-def test_ten_thousand_images_in_seconds() -> None:
+def test_ten_thousand_images_at_once() -> None:
+    # The paper-sized set in one call (vectorised; about 1 s on 2 cores). No time limit here:
+    # speed goals live in benchmarks/, and a shared CI machine's load must not fail a test.
     x, y = _digits(100)
-    start = time.perf_counter()
     out = cluttered_mnist(x, y, 10_000, seed=0)
-    assert out.images.shape == (10_000, 96, 96)
-    assert time.perf_counter() - start < 10.0  # about 1 s on 2 cores; generous for CI
+    assert out.images.shape == (10_000, 96, 96) and out.labels.shape == (10_000,)
+    assert np.isfinite(out.images).all() and out.images.min() >= 0 and out.images.max() <= 1

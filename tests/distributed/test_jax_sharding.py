@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("flax")
 
+from _hang import HANG_S
 from _mnist_data import table_shape, write_tiny_mnist
 
 HERE = Path(__file__).parent
@@ -34,7 +35,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=180,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "checks.json").read_text())

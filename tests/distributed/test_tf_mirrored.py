@@ -20,6 +20,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from _hang import HANG_S
 from _mnist_data import mnist_args, table_shape, write_tiny_mnist
 
 HERE = Path(__file__).parent
@@ -35,7 +36,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=180,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "checks.json").read_text())
@@ -69,7 +70,7 @@ def test_the_documented_multi_cpu_command_runs_without_extra_variables(tmp_path:
     env = {k: v for k, v in os.environ.items() if k not in ("IDROP_TF_JIT", "KERAS_BACKEND", "TF_XLA_FLAGS")}
     args = mnist_args("tensorflow", data, tmp_path / "out", "--quick", "--devices", "2")
     proc = subprocess.run(
-        [sys.executable, "-m", "idrop", *args], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+        [sys.executable, "-m", "idrop", *args], capture_output=True, text=True, env=env, timeout=HANG_S, cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "out" / "mnist" / "tensorflow" / "table.md").exists()

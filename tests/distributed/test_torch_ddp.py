@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from _hang import HANG_S
 from _mnist_data import mnist_args, table_shape, write_tiny_mnist
 
 from idrop import cli
@@ -48,7 +49,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
         str(out),
         str(data),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_S)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, data, json.loads((out / "checks.json").read_text())
 

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from _docs_util import ROOT, hooks, require_tool, skip_unless_installed
+from _hang import HANG_S
 
 from idrop.backends import BACKENDS
 
@@ -33,7 +34,7 @@ def runtime_all(module: str) -> list[str]:
         [sys.executable, "-c", RUNTIME_ALL, module],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -76,7 +77,7 @@ def test_site_builds_strictly_with_an_entry_per_name(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert out.returncode == 0, out.stderr[-5000:]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from _docs_util import DOCS, ROOT, backends_used, skip_unless_installed
+from _hang import HANG_S
 
 FILES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 # A fence, possibly indented (content tabs), its body, and what precedes it on the line before.
@@ -67,7 +68,7 @@ def test_snippet_runs(code: str, marker: re.Match | None, tmp_path: Path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"},
     )
     assert out.returncode == 0, f"{out.stdout[-1000:]}\n{out.stderr[-3000:]}"
