@@ -54,7 +54,7 @@ def _fed(layers: list[Any], noises: list[Any], noisy_output: Callable[..., Any])
     """``layers[i]`` computes ``noisy_output(layers[i], x, noises[i])`` inside this context."""
     for layer, eps in zip(layers, noises):
 
-        def call(x, training=None, noise=None, _layer=layer, _eps=eps):
+        def call(x: Any, training: Any = None, noise: Any = None, _layer: Any = layer, _eps: Any = eps) -> Any:
             return noisy_output(_layer, x, _eps)
 
         object.__setattr__(layer, "call", call)
@@ -98,7 +98,7 @@ def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tu
     for k, layer in enumerate(layers):
         original = type(layer).call.__get__(layer)
 
-        def call(x, training=None, noise=None, _original=original, _k=k):
+        def call(x: Any, training: Any = None, noise: Any = None, _original: Any = original, _k: int = k) -> Any:
             z = _original(x, training=training, noise=noise)
             log.append((_k, tuple(z.shape)))
             return z
@@ -140,7 +140,7 @@ def export_graph(
     sampling: bool,
     fmt: str | None,
     dynamic_batch: bool = False,
-):
+) -> keras.Model:
     """:func:`export` with the given ``InfoDropout`` class and its noisy output ``(layer, x, eps) -> z``
     (one per Keras adapter)."""
     fmt = _format(path, fmt)
@@ -182,7 +182,7 @@ def export(
     sampling: bool = False,
     format: str | None = None,
     dynamic_batch: bool = False,
-):
+) -> keras.Model:
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
     The sampling graph takes one list ``[x, noise_0, ..., noise_{k-1}]``: the standard-normal draws
