@@ -92,6 +92,7 @@ class BetaSchedule:
         if self.kind == "constant":
             return t * 0.0 + self.beta
         if self.kind == "cyclical":
+            assert self.cycle_steps is not None  # __post_init__ checked it (an int >= 1) for "cyclical"
             period = float(self.cycle_steps)
             phase = t - period * xp.floor(t / period)  # step mod cycle_steps, for any sign
             frac = xp.clip(phase / (period * self.ramp), 0.0, 1.0)

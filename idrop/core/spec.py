@@ -159,6 +159,13 @@ def check_n_train(n_train: Any) -> int:
     return int(n_train)
 
 
+# Overloads: a count or seed checked with allow_none=False is an int for the type checker (no None).
+@overload
+def check_count(name: str, value: Any, what: str, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_count(name: str, value: Any, what: str, *, allow_none: bool) -> int | None: ...
+
+
 def check_count(name: str, value: Any, what: str, *, allow_none: bool = False) -> int | None:
     """Return a positive count (``n_samples``, ``chunk``) as an int, or raise; ``what`` says what it counts.
 
@@ -172,6 +179,12 @@ def check_count(name: str, value: Any, what: str, *, allow_none: bool = False) -
         expected = f"an int >= 1 ({what})" + (" or None" if allow_none else "")
         raise invalid(name, expected, value)
     return int(value)
+
+
+@overload
+def check_seed(name: str, value: Any, *, allow_none: Literal[False]) -> int: ...
+@overload
+def check_seed(name: str, value: Any, *, allow_none: bool = True) -> int | None: ...
 
 
 def check_seed(name: str, value: Any, *, allow_none: bool = True) -> int | None:

@@ -3,6 +3,8 @@ module's own outputs to float32 rounding."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,23 @@ def test_both_graphs_match_the_module(tmp_path):
     np.testing.assert_allclose(got5, want5, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Invalid value received for argument `format`"):
         export(model, tmp_path / "m.onnx", x, format="onnx")
+
+
+def test_sampling_export_of_a_layer_recording_its_kl_in_evaluation(tmp_path):
+    """A layer built with eval_kl=True records its KL in the evaluation calls that find the noise shapes:
+    they run on a copy merged inside the trace (Flax refused the update of a module from outside it)."""
+    r = nnx.Rngs(0)
+    model = nnx.Sequential(InfoDropout(nnx.Linear(4, 3, rngs=r), eval_kl=True, rngs=r), nnx.Linear(3, 2, rngs=r))
+    x = jnp.ones((2, 4), jnp.float32)
+    before = nnx.state(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert noise_shapes(model, x) == [(2, 3)]
+        export(model, tmp_path / "s.jax", x, sampling=True)
+    assert [str(w.message) for w in caught] == []
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), before, nnx.state(model)))  # untouched
+    eps = jax.random.normal(jax.random.key(1), (2, 3), dtype=jnp.float32)
+    ref = nnx.clone(model)
+    want = ref.layers[1](ref.layers[0](x, noise=eps, deterministic=False))
+    got = jax.export.deserialize((tmp_path / "s.jax").read_bytes()).call(x, eps)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

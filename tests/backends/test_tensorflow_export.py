@@ -3,6 +3,8 @@ the model's own outputs to float32 rounding."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,20 @@ def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
         export(model, tmp_path / "s", x, sampling=True)
         assert model.layers[0].kl is before and float(model.layers[0].kl_metric.result()) == metric
         assert float(kl_loss(model, 10)) > 0
+
+
+def test_the_evaluation_graph_of_an_eval_kl_layer_holds_no_kl(tmp_path):
+    """A layer built with eval_kl=True is exported with it off: the served graph assigns no variable (its KL
+    metric's update was traced into it), export warns of nothing, and the flag is put back."""
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((4,)), InfoDropout(keras.layers.Dense(3), eval_kl=True, seed=1)])
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(net, tmp_path / "e", x, format="tf_saved_model")
+    assert [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)] == []
+    assert net.layers[0].eval_kl is True
+    loaded = tf.saved_model.load(str(tmp_path / "e"))
+    library = loaded.signatures["serving_default"].graph.as_graph_def().library.function
+    assert not {node.op for f in library for node in f.node_def if "Assign" in node.op}
+    np.testing.assert_allclose(loaded.serve(x).numpy(), np.asarray(net(x, training=False)), rtol=1e-6, atol=1e-6)

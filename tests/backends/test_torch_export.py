@@ -3,6 +3,8 @@ give the module's own outputs to float32 rounding."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,16 @@ def _own(net, x, eps):
     return out
 
 
+def _export_quietly(*args, **kwargs):
+    """``export`` that must warn of nothing: no tensor attribute assigned while torch.export traces (a KL
+    record), no module exported in training mode, no note on the shared batch axis name (torch 2.13)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = export(*args, **kwargs)
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+    return program
+
+
 @pytest.mark.parametrize("suffix", ["pt2", "onnx"])
 def test_both_graphs_match_the_module(model, tmp_path, suffix):
     x = torch.randn(2, 1, 8, 8)
@@ -55,7 +67,7 @@ def test_both_graphs_match_the_module(model, tmp_path, suffix):
     assert not torch.allclose(want_sampling, want_eval)
     for sampling, want, inputs in ((False, want_eval, [x]), (True, want_sampling, [x, *eps])):
         path = tmp_path / f"graph_{sampling}.{suffix}"
-        export(model, path, x, sampling=sampling)
+        _export_quietly(model, path, x, sampling=sampling)
         assert model.training and model[0].norm.training  # modes restored
         if suffix == "pt2":
             got = torch.export.load(str(path)).module()(*inputs)
@@ -84,11 +96,29 @@ def test_export_leaves_the_kl_records_of_a_step(model, tmp_path):
     assert kl_loss(model, 10).item() > 0
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_torch_export_of_a_training_layer_records_nothing(strict):
+    """torch.export called directly on a model in training (and one computing its KL in evaluation): the
+    traced calls leave no record (a traced tensor) on the layers, so no warning and no KL to collect."""
+    from idrop.backends.torch import kl_loss
+
+    net = nn.Sequential(InfoDropout(nn.Linear(4, 3)), InfoDropout(nn.Linear(3, 2), eval_kl=True))
+    for mode in (net.train, net.eval):
+        mode()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.export.export(net, (torch.randn(2, 4),), strict=strict)
+        assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+        assert net[0].kl is None and net[1].kl is None and net[0]._kl_records == [] == net[1]._kl_records
+    net.train()(torch.randn(2, 4))  # a real call after the export still records its KL
+    assert net[0].kl is not None and kl_loss(net, 10).item() > 0
+
+
 @pytest.mark.parametrize("suffix", ["pt2", "onnx"])
 def test_dynamic_batch(model, tmp_path, suffix):
     """Exported at batch 2, called at batch 5: the sampling graph still gives the module's own outputs."""
     path = tmp_path / f"dyn.{suffix}"
-    export(model, path, torch.randn(2, 1, 8, 8), sampling=True, dynamic_batch=True)
+    _export_quietly(model, path, torch.randn(2, 1, 8, 8), sampling=True, dynamic_batch=True)
     x = torch.randn(5, 1, 8, 8)
     eps = [torch.randn(s) for s in noise_shapes(model, x)]
     want = _own(model, x, eps).numpy()

@@ -43,13 +43,20 @@ def _info_layers(model: nnx.Module) -> list[InfoDropout]:
 
 def _calls(model: nnx.Module, x: jax.Array) -> list[tuple[int, tuple[int, ...]]]:
     """``(index among the InfoDropout layers, output shape)`` of each InfoDropout call, in order."""
-    copy = nnx.clone(model)
-    copy.eval()
+    graphdef, state = nnx.split(model)
     log: list[tuple[int, tuple[int, ...]]] = []
-    for k, layer in enumerate(_info_layers(copy)):
-        layer.__class__ = _Recorder
-        layer.__dict__.update(_idrop_log=log, _idrop_index=k)
-    jax.eval_shape(lambda x: copy(x), x)
+
+    def run(x: jax.Array) -> Any:
+        # The copy is merged inside the trace, so its calls may update its state: a layer built with
+        # eval_kl=True records its KL in evaluation too, which Flax refuses for a module from outside.
+        copy = nnx.merge(graphdef, state, copy=True)
+        copy.eval()
+        for k, layer in enumerate(_info_layers(copy)):
+            layer.__class__ = _Recorder
+            layer.__dict__.update(_idrop_log=log, _idrop_index=k)
+        return copy(x)
+
+    jax.eval_shape(run, x)
     return log
 
 
@@ -66,7 +73,7 @@ def export(
     sampling: bool = False,
     format: str | None = None,
     dynamic_batch: bool = False,
-):
+) -> jax.export.Exported:
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
     The file holds ``jax.export.Exported.serialize()``; read it with ``jax.export.deserialize`` and

@@ -17,7 +17,7 @@ from idrop.core.schedules import BetaSchedule
 class JaxBetaSchedule(BetaSchedule):
     """A :class:`~idrop.core.schedules.BetaSchedule` whose call takes an int or a (traced) array step."""
 
-    def __call__(self, step: Any) -> jax.Array:  # type: ignore[override]
+    def __call__(self, step: Any) -> jax.Array:
         return jnp.asarray(self.at(jnp.asarray(step, dtype=jnp.float32), xp=jnp), dtype=jnp.float32)
 
 

@@ -150,8 +150,9 @@ def mc_predict(
     from_logits = check_flag("from_logits", from_logits)
     keys = jax.random.split(_key_of(seed), n_samples)
     graphdef, state = nnx.split(model)
-    stats = None
+    stats: _mc.ChunkStats | None = None
     for start, stop in _mc.chunk_bounds(n_samples, chunk):
         probs = _chunk(graphdef, state, keys[start:stop], x, from_logits)
         stats = _mc.merge_stats(stats, _mc.chunk_stats(probs, xp=jnp))
+    assert stats is not None  # n_samples >= 1, so chunk_bounds gave at least one chunk
     return _mc.summary(stats, xp=jnp)

@@ -7,13 +7,15 @@ takes ``x`` (evaluation) or ``[x, noise_0, ..., noise_{k-1}]`` (sampling) and ca
 training=False)``; in the sampling graph each ``InfoDropout`` layer's ``call`` is replaced, while the
 graph is traced, by its output with the noise on and the given draws (``noisy_output``; its
 sublayers, a ``norm=`` batch norm included, keep ``training=False`` from Keras's call context).
-The layers' KL records and KL metric are put back as they were after the export.
+The layers' KL records and KL metric are put back as they were after the export, and the graphs hold no
+KL: a layer built with ``eval_kl=True`` is traced with it off (its evaluation output is the same).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ def _fed(layers: list[Any], noises: list[Any], noisy_output: Callable[..., Any])
     """``layers[i]`` computes ``noisy_output(layers[i], x, noises[i])`` inside this context."""
     for layer, eps in zip(layers, noises):
 
-        def call(x, training=None, noise=None, _layer=layer, _eps=eps):
+        def call(x: Any, training: Any = None, noise: Any = None, _layer: Any = layer, _eps: Any = eps) -> Any:
             return noisy_output(_layer, x, _eps)
 
         object.__setattr__(layer, "call", call)
@@ -91,6 +93,38 @@ def _records_kept(layers: list[Any]) -> Iterator[None]:
             v.assign(value)
 
 
+@contextlib.contextmanager
+def _no_eval_kl(layers: list[Any]) -> Iterator[None]:
+    """``eval_kl`` off inside: an exported graph outputs no KL, so a layer built with ``eval_kl=True`` must not
+    trace its alpha branch and KL into the evaluation graph, nor its KL metric's update (a variable the
+    served graph would assign at every call); the output, ``act(map(x))``, is the same."""
+    saved = [(layer, layer.eval_kl) for layer in layers]
+    for layer, _ in saved:
+        layer.eval_kl = False
+    try:
+        yield
+    finally:
+        for layer, flag in saved:
+            layer.eval_kl = flag
+
+
+@contextlib.contextmanager
+def _tracer_notes_ignored() -> Iterator[None]:
+    """On the torch backend, Keras 3.15 writes ONNX with a free batch axis (and whenever the dynamo exporter
+    fails) through ``torch.jit.trace``, whose ``TracerWarning`` on every Python int or bool taken from a traced
+    shape (Keras's variables, idrop's shape checks: constants at trace time, equal at any batch size) Keras
+    means to silence but does not (``keras/src/export/onnx.py``: its filters close before the export call)."""
+    with warnings.catch_warnings():
+        if keras.backend.backend() == "torch":
+            import torch
+
+            for kind in ("boolean", "integer"):
+                warnings.filterwarnings(
+                    "ignore", message=f"Converting a tensor to a Python {kind}", category=torch.jit.TracerWarning
+                )
+        yield
+
+
 def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tuple[int, ...]]]:
     """``(index among the InfoDropout layers, output shape)`` of each InfoDropout call, in order."""
     layers = _info_layers(model, info_dropout)
@@ -98,7 +132,7 @@ def _calls(model: keras.Model, x: Any, info_dropout: type) -> list[tuple[int, tu
     for k, layer in enumerate(layers):
         original = type(layer).call.__get__(layer)
 
-        def call(x, training=None, noise=None, _original=original, _k=k):
+        def call(x: Any, training: Any = None, noise: Any = None, _original: Any = original, _k: int = k) -> Any:
             z = _original(x, training=training, noise=noise)
             log.append((_k, tuple(z.shape)))
             return z
@@ -140,7 +174,7 @@ def export_graph(
     sampling: bool,
     fmt: str | None,
     dynamic_batch: bool = False,
-):
+) -> keras.Model:
     """:func:`export` with the given ``InfoDropout`` class and its noisy output ``(layer, x, eps) -> z``
     (one per Keras adapter)."""
     fmt = _format(path, fmt)
@@ -155,14 +189,18 @@ def export_graph(
 
     x_spec = keras.InputSpec(shape=batched(x.shape), dtype=x.dtype.name)
     noise_specs = [keras.InputSpec(shape=batched(shape), dtype=noise_dtype) for _, shape in calls]
-    with _records_kept(layers):  # build the wrapper
+    with _records_kept(layers), _no_eval_kl(layers):  # build the wrapper
         graph([x, *(np.zeros(s, noise_dtype) for _, s in calls)] if sampling else x)
     signature = [[x_spec, *noise_specs]] if sampling else [x_spec]
     if fmt == "onnx" and keras.backend.backend() == "tensorflow":
         from idrop.backends.tensorflow._onnx import register_log1p  # the softplus's log1p, which tf2onnx cannot convert
 
         register_log1p()
-    with _records_kept(layers):
+    if fmt == "onnx" and keras.backend.backend() == "torch":
+        from ._torch_onnx import register_logaddexp  # the softplus's logaddexp, for torch.onnx's TorchScript path
+
+        register_logaddexp()
+    with _records_kept(layers), _no_eval_kl(layers), _tracer_notes_ignored():
         graph.export(str(path), format=fmt, input_signature=signature, verbose=False)
     return graph
 
@@ -182,7 +220,7 @@ def export(
     sampling: bool = False,
     format: str | None = None,
     dynamic_batch: bool = False,
-):
+) -> keras.Model:
     """Write the evaluation graph of ``model`` (or, with ``sampling=True``, its sampling graph) to ``path``.
 
     The sampling graph takes one list ``[x, noise_0, ..., noise_{k-1}]``: the standard-normal draws

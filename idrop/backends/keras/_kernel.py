@@ -60,7 +60,7 @@ def _jax_kernel(spec: InfoDropoutSpec, kl_dtype: str, rank: int) -> Callable[...
                 f32, ops.cast(a, kl_dtype), eps, ops.cast(gz, kl_dtype), gkl, spec=spec, mu=mu, sigma=sigma, xp=xp
             )
             g_h = ops.cast(activation_vjp(spec.activation, h32, g.f, xp=xp), h.dtype)
-            out = (g_h, ops.cast(g.alpha_logits, a.dtype), ops.zeros_like(eps))
+            out: tuple[Any, ...] = (g_h, ops.cast(g.alpha_logits, a.dtype), ops.zeros_like(eps))
             if lognormal:
                 out += (ops.cast(ops.sum(g.mu), prior[0].dtype), ops.cast(ops.sum(g.sigma), prior[1].dtype))
             return out

@@ -18,6 +18,8 @@ result leaves ``model`` as it was.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -42,8 +44,10 @@ def _kind(layer: keras.Layer) -> str:
     if type(layer) is keras.layers.ReLU:
         plain = layer.max_value is None and not layer.negative_slope and not layer.threshold
         return "relu" if plain else "other"
-    if type(layer) is keras.layers.Activation and _act_name(layer.activation) in _ACTS:
-        return _act_name(layer.activation)
+    if type(layer) is keras.layers.Activation:
+        act = _act_name(layer.activation)
+        if act in _ACTS:
+            return act
     return "dropout" if isinstance(layer, keras.layers.Dropout) else "other"
 
 
@@ -91,7 +95,9 @@ def wrap(model: keras.Model, info_dropout: type, *, layers: Any, replace: str, *
     kinds = [_kind(layer) for layer in ordered]
     if not sequential:
         kinds = [k if k.startswith("map+") else "other" for k in kinds]
-    todo, wrapped, candidates = {}, [], []
+    todo: dict[int, Callable[[], keras.Layer]] = {}
+    wrapped: list[str] = []
+    candidates: list[str] = []
     for b in plan(kinds, replace=replace):
         layer = ordered[b.map]
         candidates.append(layer.name)
@@ -99,7 +105,9 @@ def wrap(model: keras.Model, info_dropout: type, *, layers: Any, replace: str, *
             continue
         norm = None if b.norm is None else ordered[b.norm]
 
-        def make(layer=layer, norm=norm, activation=b.activation):
+        def make(
+            layer: keras.Layer = layer, norm: keras.Layer | None = norm, activation: str = b.activation
+        ) -> keras.Layer:
             inner = _copy(layer, activation="linear")
             return info_dropout(
                 inner,
@@ -112,7 +120,7 @@ def wrap(model: keras.Model, info_dropout: type, *, layers: Any, replace: str, *
         todo[id(layer)] = make
         for i in (b.norm, b.act, b.dropout):
             if i is not None:
-                todo[id(ordered[i])] = lambda name=ordered[i].name: keras.layers.Identity(name=name)
+                todo[id(ordered[i])] = functools.partial(keras.layers.Identity, name=ordered[i].name)
         wrapped.append(layer.name)
     check_all_found(layers, wrapped, candidates)
     return _clone(model, todo)
@@ -120,11 +128,11 @@ def wrap(model: keras.Model, info_dropout: type, *, layers: Any, replace: str, *
 
 def strip(model: keras.Model, noisy: type) -> keras.Model:
     """:func:`strip_info_dropout` for the adapter whose layers share the base class ``noisy``."""
-    todo = {}
+    todo: dict[int, Callable[[], keras.Layer]] = {}
     for layer in model.layers:
         if isinstance(layer, noisy):
 
-            def make(layer=layer):
+            def make(layer: Any = layer) -> keras.Layer:
                 parts = [_copy(layer.layer)]
                 if layer.norm is not None:
                     parts.append(_copy(layer.norm))

@@ -142,7 +142,7 @@ def mc_predict(
 
         seed = int(np.random.default_rng().integers(2**31 - 1))
     batch = x.shape[0]
-    stats = None
+    stats: _mc.ChunkStats | None = None
     with sampling(model):
         for start, stop in _mc.chunk_bounds(n_samples, chunk):
             k = stop - start
@@ -152,4 +152,5 @@ def mc_predict(
             if from_logits:
                 out = ops.softmax(ops.cast(out, "float32") if out.dtype in ("float16", "bfloat16") else out, axis=-1)
             stats = _mc.merge_stats(stats, _mc.chunk_stats(out, xp=xp))
+    assert stats is not None  # n_samples >= 1, so chunk_bounds gave at least one chunk
     return _mc.summary(stats, xp=xp)

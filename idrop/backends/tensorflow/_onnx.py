@@ -11,6 +11,8 @@ every finite ``x > -1`` (``x = inf`` gives NaN). It is registered only when tf2o
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -25,7 +27,7 @@ def register_log1p() -> None:
     @tf_op("Log1p")
     class _Log1p:
         @classmethod
-        def version_9(cls, ctx, node, **kwargs):  # Where: opset 9
+        def version_9(cls, ctx: Any, node: Any, **kwargs: Any) -> None:  # Where: opset 9
             x, out = node.input[0], node.output[0]
             np_dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(out))
             one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, np_dtype)).output[0]

@@ -4,12 +4,14 @@ the sampling graph with the noise as inputs (the rules in :mod:`idrop.core.expor
 The sampling graph feeds each ``InfoDropout`` layer its ``noise=`` through a forward pre-hook
 (``register_forward_pre_hook(..., with_kwargs=True)``), which ``torch.export`` traces into the
 graph, and turns on only the layers' own training flag (not their children's: a batch norm given
-as ``norm=`` stays on its running statistics).
+as ``norm=`` stays on its running statistics). The layers record no KL while ``torch.export`` traces
+them (``KLRecords._record``), so an export assigns no tensor attribute and warns of none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,7 @@ def export(
     order = _call_order(model, x) if sampling else []
     noises = tuple(torch.randn(s, dtype=x.dtype, device=x.device) for s in noise_shapes(model, x)) if sampling else ()
     wrapper = _Sampling(model, order)
+    wrapper.training = False  # its own flag only (the model's modes are _modes's): torch.onnx warns of a training one
     dynamic = None
     if dynamic_batch:
         batch = torch.export.Dim("batch")
@@ -142,9 +145,15 @@ def export(
     with _modes(model, order), torch.no_grad():
         if fmt == "onnx":
             names = noise_input_names(len(noises))
-            program = torch.onnx.export(
-                wrapper, (x, *noises), input_names=names, dynamic_shapes=dynamic, dynamo=True, verbose=False
-            )
+            with warnings.catch_warnings():
+                # One `batch` Dim ties every input's batch axis on purpose; torch.onnx warns for each
+                # input after the first that the (same) name is not used again.
+                warnings.filterwarnings(
+                    "ignore", message=r"# The axis name: batch will not be used", category=UserWarning
+                )
+                program = torch.onnx.export(
+                    wrapper, (x, *noises), input_names=names, dynamic_shapes=dynamic, dynamo=True, verbose=False
+                )
             program.save(str(path))
             return program
         program = torch.export.export(wrapper, (x, *noises), dynamic_shapes=dynamic)

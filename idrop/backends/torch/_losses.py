@@ -19,7 +19,8 @@ training call drops such records: they could only make a later backward fail. A 
 while autograd runs a backward (``torch.utils.checkpoint`` recomputing the forward) records
 nothing: its KL was recorded by the forward it repeats. That test is
 ``torch._C._current_graph_task_id()`` (torch 2.13, ``torch/csrc/autograd/init.cpp``): -1
-outside a backward.
+outside a backward. A call traced by ``torch.export`` (``torch.compiler.is_exporting()``) records
+nothing: the exported program has no Python state to keep it in.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ class KLRecords:
 
     def _record(self, kl: torch.Tensor | None, *, accumulate: bool, seen: Seen | None = None) -> None:
         """Keep ``kl`` as ``.kl``; add it to the records (dropping those a backward consumed), or
-        (``accumulate=False``) let it replace them. Nothing during a backward (a recomputation)."""
+        (``accumulate=False``) let it replace them. Nothing during a backward (a recomputation), nor
+        while ``torch.export`` (or ``torch.onnx``, which uses it) traces the module."""
+        if torch.compiler.is_exporting():
+            # An exported program keeps no Python state, so a record would only leave a traced tensor
+            # on the module (torch warns that a tensor attribute was assigned during export).
+            return
         if not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1:
             return  # (a compiled graph traces no recomputation of its own)
         self.kl = kl

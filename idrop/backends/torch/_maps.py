@@ -94,7 +94,8 @@ def low_rank_copy(layer: nn.Module, rank: int) -> LowRankAlpha:
     The conv ``down`` has ``layer``'s kernel, stride, padding, dilation and padding mode (so it
     runs stacked with ``layer``) and one group; ``up`` is a 1x1 conv.
     """
-    if not isinstance(layer, (nn.Linear, *_CONV)):
+    # Two checks, not one on (nn.Linear, *_CONV): mypy narrows an unpacked tuple of classes to `object`.
+    if not (isinstance(layer, nn.Linear) or isinstance(layer, _CONV)):
         raise no_low_rank_map(rank, type(layer).__name__, "Linear/Conv1d/2d/3d")
     p = layer.weight
     kw = {} if isinstance(p, nn.parameter.UninitializedParameter) else {"device": p.device, "dtype": p.dtype}

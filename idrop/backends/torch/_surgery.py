@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -40,7 +41,7 @@ def _kind(m: nn.Module) -> str:
     return "dropout" if isinstance(m, _DROPOUTS) else "other"
 
 
-def _sequentials(module: nn.Module, prefix: str = ""):
+def _sequentials(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Sequential]]:
     """``(path, nn.Sequential)`` pairs in the tree, not looking inside idrop's own layers."""
     if isinstance(module, _NoisyMap):
         return

@@ -154,7 +154,7 @@ def mc_predict(
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
     devices = [x.device] if x.device.type == "cuda" else []
-    stats = None
+    stats: _mc.ChunkStats | None = None
     with torch.random.fork_rng(devices=devices), sampling(model):
         torch.manual_seed(seed)
         for start, stop in _mc.chunk_bounds(n_samples, chunk):
@@ -164,4 +164,5 @@ def mc_predict(
             out = out.reshape(k, x.shape[0], *out.shape[1:])
             probs = torch.softmax(out.float() if out.dtype in _HALF else out, dim=-1) if from_logits else out
             stats = _mc.merge_stats(stats, _mc.chunk_stats(probs, xp=xp))
+    assert stats is not None  # n_samples >= 1, so chunk_bounds gave at least one chunk
     return _mc.summary(stats, xp=xp)
