@@ -8,7 +8,7 @@ nothing to differentiate (``add`` false) replaces the records instead of adding 
 call replaces its record in turn, so loops that never collect hold one record per layer and an
 evaluation KL never joins a training step's sum.
 
-Written once here in plain Python over callables (the framework's cast, zeros and batch mean); a
+Written once here in plain Python over the framework's calls (:class:`Ops`); a
 framework whose records belong to a context (TensorFlow's traced graphs) subclasses
 :class:`KLRecords` and passes :func:`collect` its check.
 """
@@ -16,10 +16,11 @@ framework whose records belong to a context (TensorFlow's traced graphs) subclas
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .loss import ib_loss as _ib_loss
 from .loss import kl_term as _kl_term
+from .spec import check_beta, check_n_train
 
 
 class KLRecords:
@@ -79,38 +80,39 @@ def collect(layers: Iterable[Any], check: Callable[[list[Any]], None] | None = N
     return kls
 
 
-def kl_loss(
-    kls: list[Any],
-    n_train: int,
-    *,
-    mean: Callable[[Any], Any],
-    cast: Callable[[Any, str], Any],
-    zeros: Callable[[str], Any],
-    dtype_name: Callable[[Any], str],
-    xp: Any,
-) -> Any:
-    r"""``sum over records of mean(kl) / n_train`` (eq. 5) of collected ``kls``; ``mean`` is the batch mean.
+class Ops(NamedTuple):
+    """The framework calls the losses need (one constant per adapter)."""
 
-    float32, or float64 if a record is float64; a 0-d zero when there is no record.
+    mean: Callable[[Any], Any]  #: the batch mean of a per-sample KL (:func:`idrop.core.loss.batch_mean`)
+    cast: Callable[[Any, str], Any]  #: ``cast(tensor, dtype name)``
+    zeros: Callable[[str], Any]  #: a 0-d zero of a dtype name
+    dtype_name: Callable[[Any], str]  #: a tensor's dtype name
+    compute_dtype: Callable[[Any], str]  #: the dtype a loss is computed in (float32 at least)
+    tensor: Callable[[Any], Any]  #: a tensor of the framework from a Python/NumPy/framework value
+    xp: Any  #: the namespace the core's sums run on
+
+
+def kl_loss(collect: Callable[[], list[Any]], n_train: int, ops: Ops) -> Any:
+    r"""``sum over records of mean(kl) / n_train`` (eq. 5) of the records ``collect()`` hands over.
+
+    ``n_train`` is checked before anything is collected. float32, or float64 if a record is
+    float64; a 0-d zero when there is no record.
     """
-    dtype = "float64" if any(dtype_name(k) == "float64" for k in kls) else "float32"
+    n_train = check_n_train(n_train)
+    kls = collect()
+    dtype = "float64" if any(ops.dtype_name(k) == "float64" for k in kls) else "float32"
     if not kls:
-        return zeros(dtype)
-    return _kl_term([mean(cast(k, dtype)) for k in kls], n_train=n_train, xp=xp)
+        return ops.zeros(dtype)
+    return _kl_term([ops.mean(ops.cast(k, dtype)) for k in kls], n_train=n_train, xp=ops.xp)
 
 
-def ib_loss(
-    task_loss: Any,
-    kls: list[Any],
-    *,
-    beta: float,
-    n_train: int,
-    dtype: str,
-    mean: Callable[[Any], Any],
-    cast: Callable[[Any, str], Any],
-    zeros: Callable[[str], Any],
-    xp: Any,
-) -> Any:
-    r"""``task_loss + beta * sum over records of mean(kl) / n_train`` (eq. 5), computed in ``dtype``."""
-    means = [mean(cast(k, dtype)) for k in kls] or [zeros(dtype)]
-    return _ib_loss(cast(task_loss, dtype), means, beta=beta, n_train=n_train, xp=xp)
+def ib_loss(task_loss: Any, collect: Callable[[], list[Any]], beta: float, n_train: int, ops: Ops) -> Any:
+    r"""``task_loss + beta * sum over records of mean(kl) / n_train`` (eq. 5), in ``task_loss``'s compute dtype.
+
+    ``beta`` and ``n_train`` are checked before anything is collected.
+    """
+    beta, n_train = check_beta(beta), check_n_train(n_train)
+    task_loss = ops.tensor(task_loss)
+    dtype = ops.compute_dtype(task_loss)
+    means = [ops.mean(ops.cast(k, dtype)) for k in collect()] or [ops.zeros(dtype)]
+    return _ib_loss(ops.cast(task_loss, dtype), means, beta=beta, n_train=n_train, xp=ops.xp)

@@ -26,8 +26,15 @@ class _ByTag(rec.KLRecords):
         return earlier[0] == kl[0]
 
 
-def _numpy(**kw: object) -> dict[str, object]:
-    return {"mean": lambda k: batch_mean(k, xp=np), "cast": lambda k, d: np.asarray(k, d), "xp": np, **kw}
+_NUMPY = rec.Ops(
+    mean=lambda k: batch_mean(k, xp=np),
+    cast=lambda k, d: np.asarray(k, d),
+    zeros=lambda d: np.zeros((), d),
+    dtype_name=lambda k: np.asarray(k).dtype.name,
+    compute_dtype=lambda t: "float64" if t.dtype == np.float64 else "float32",
+    tensor=np.asarray,
+    xp=np,
+)
 
 
 def test_records_add_replace_and_copy_empty() -> None:
@@ -66,13 +73,20 @@ def test_collect_empties_unless_the_check_refuses() -> None:
     assert a.kls == [] and b.kls == [] and not b.inert and rec.collect(layers) == []
 
 
-def test_kl_loss_and_ib_loss_follow_eq_5() -> None:
+def test_kl_loss_and_ib_loss_follow_eq_5_and_check_before_collecting() -> None:
     kls = [np.array([1.0, 3.0], np.float32), np.array([], np.float64), np.float32(4.0)]
-    zeros = _numpy(zeros=lambda d: np.zeros((), d))
-    loss = rec.kl_loss(kls, 2, dtype_name=lambda k: np.asarray(k).dtype.name, **zeros)
+    loss = rec.kl_loss(lambda: kls, 2, _NUMPY)
     assert loss.dtype == np.float64 and loss == (2.0 + 0.0 + 4.0) / 2  # an empty batch adds 0
-    empty = rec.kl_loss([], 2, dtype_name=str, **zeros)
+    empty = rec.kl_loss(list, 2, _NUMPY)
     assert empty.dtype == np.float32 and empty == 0
-    ib = rec.ib_loss(np.float32(1.0), kls[:1], beta=3.0, n_train=4, dtype="float32", **zeros)
+    ib = rec.ib_loss(np.float32(1.0), lambda: kls[:1], 3.0, 4, _NUMPY)
     assert ib.dtype == np.float32 and ib == 1.0 + 3.0 * 2.0 / 4
-    assert rec.ib_loss(np.float32(1.0), [], beta=3.0, n_train=4, dtype="float32", **zeros) == 1.0
+    assert rec.ib_loss(1.0, list, 3.0, 4, _NUMPY) == 1.0
+
+    def never() -> list:
+        raise AssertionError("collected before the arguments were checked")
+
+    with pytest.raises(ValueError, match="`n_train`"):
+        rec.kl_loss(never, 0, _NUMPY)
+    with pytest.raises(ValueError, match="`beta`"):
+        rec.ib_loss(1.0, never, -1.0, 4, _NUMPY)

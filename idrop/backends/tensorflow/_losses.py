@@ -30,7 +30,7 @@ from idrop.backends.tensorflow._namespace import compute_dtype, dtype_name, tens
 from idrop.core import kl_records as _records
 from idrop.core.loss import batch_mean
 from idrop.core.loss import kl_term as _kl_term
-from idrop.core.spec import check_beta, check_n_train, kl_outside_its_trace
+from idrop.core.spec import kl_outside_its_trace
 
 
 def _graph(kl: Any) -> Any:
@@ -88,16 +88,28 @@ def kl_term(kls: list[Any], n_train: int) -> Any:
     return _kl_term([_batch_mean(kl) for kl in kls], n_train=n_train, xp=xp)
 
 
+def _zeros(dtype: str) -> Any:
+    return tf.zeros((), dtype)
+
+
+_OPS = _records.Ops(
+    mean=_batch_mean,
+    cast=tf.cast,
+    zeros=_zeros,
+    dtype_name=dtype_name,
+    compute_dtype=compute_dtype,
+    tensor=tensor,
+    xp=xp,
+)
+
+
 @tf.autograph.experimental.do_not_convert  # plain Python over Python values: nothing for AutoGraph to do
 def kl_loss(model: keras.Layer, n_train: int) -> Any:
     r"""``sum over InfoDropout calls since the last collection of mean(kl) / n_train`` (eq. 5); collects.
 
     float32, or float64 if a layer computes in float64; 0 when nothing was recorded.
     """
-    n_train = check_n_train(n_train)
-    return _records.kl_loss(
-        collect(model), n_train, mean=_batch_mean, cast=tf.cast, zeros=_zeros, dtype_name=dtype_name, xp=xp
-    )
+    return _records.kl_loss(lambda: collect(model), n_train, _OPS)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -107,20 +119,4 @@ def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> An
     Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
     layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
     """
-    beta, n_train = check_beta(beta), check_n_train(n_train)
-    task_loss = tensor(task_loss)
-    return _records.ib_loss(
-        task_loss,
-        collect(model),
-        beta=beta,
-        n_train=n_train,
-        dtype=compute_dtype(task_loss),
-        mean=_batch_mean,
-        cast=tf.cast,
-        zeros=_zeros,
-        xp=xp,
-    )
-
-
-def _zeros(dtype: str) -> Any:
-    return tf.zeros((), dtype)
+    return _records.ib_loss(task_loss, lambda: collect(model), beta, n_train, _OPS)
