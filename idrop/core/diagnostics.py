@@ -1,15 +1,17 @@
 r"""Diagnostics of Information Dropout layers, written once: alpha statistics and the warn-once rules.
 
 The backends compute, per layer, the per-unit KL (a *KL map*) and ``alpha`` on a batch without
-noise; this module reduces them, and holds the backend-neutral glue of their public functions:
-one probing pass over a model's layers (:func:`probe_pass`, the framework installs the probe and
-runs the model), the per-layer statistics (:func:`model_alpha_stats`) and the logged dictionary
-with its warn-once checks (:func:`model_diagnostics`). Plain Python over callables: no framework
-is imported here. A unit is *pinned* at a bound when ``sigmoid(a)``, the free part of
+noise; this module reduces them. A unit is *pinned* at a bound when ``sigmoid(a)``, the free part of
 ``alpha = alpha_min + max_alpha * sigmoid(a)``, is within ``pin_tol`` of 0 or 1: its gradient
 through the sigmoid is then at most ``pin_tol`` of the largest, so the unit has stopped learning
 its noise (all at ``alpha_min``: the layer transmits everything; all at the top: it transmits
 nothing).
+
+It also holds the backend-neutral glue of the backends' public functions, in plain Python over
+callables (no framework is imported here): one probing pass over a model's layers
+(:func:`probe_pass`; the framework installs the probe and runs the model), the per-layer
+statistics (:func:`model_alpha_stats`) and the logged dictionary with its warn-once checks
+(:func:`model_diagnostics`), over a backend's :class:`LayerCalls`.
 """
 
 from __future__ import annotations
@@ -171,47 +173,52 @@ def probe_pass(
     return out
 
 
+class LayerCalls(NamedTuple):
+    """A backend's per-layer calls (one constant per backend), for :func:`model_diagnostics` and the like."""
+
+    kl_map: Callable[[Any, Any], Array]  #: the layer's per-unit KL on its input, without noise
+    alpha_map: Callable[[Any, Any], Array]  #: the layer's alpha per unit on its input
+    batched: Callable[[Any, Any, Array], bool]  #: ``batched(layer, input, kl_map)``: has it a batch axis?
+    xp: Namespace  #: the namespace the reductions run on
+
+
 def _layer_stats(layer: Any, alpha: Array, pin_tol: float, xp: Namespace) -> AlphaStats:
     """:func:`alpha_stats` of one layer's ``alpha``, with the layer's own bounds (``layer.spec``)."""
     s = layer.spec
     return alpha_stats(alpha, max_alpha=s.max_alpha, alpha_min=s.alpha_min, pin_tol=pin_tol, xp=xp)
 
 
-def model_alpha_stats(
-    probe: Probe[AlphaStats], alpha_map: Callable[[Any, Any], Array], *, pin_tol: float, xp: Namespace
-) -> dict[str, AlphaStats]:
-    """The backends' ``alpha_stats(model, x)``: :func:`alpha_stats` of ``alpha_map(layer, input)`` per call."""
+def model_alpha_stats(probe: Probe[AlphaStats], calls: LayerCalls, *, pin_tol: float) -> dict[str, AlphaStats]:
+    """The backends' ``alpha_stats(model, x)``: :func:`alpha_stats` of ``calls.alpha_map(layer, input)`` per call."""
     pin_tol = check_pin_tol(pin_tol)
-    return probe(lambda layer, inp: _layer_stats(layer, alpha_map(layer, inp), pin_tol, xp))
+    return probe(lambda layer, inp: _layer_stats(layer, calls.alpha_map(layer, inp), pin_tol, calls.xp))
 
 
 def model_diagnostics(
     probe: Probe[tuple[Array, AlphaStats]],
+    calls: LayerCalls,
     *,
-    kl_map: Callable[[Any, Any], Array],
-    batched: Callable[[Any, Any, Array], bool],
-    alpha_map: Callable[[Any, Any], Array],
     task_loss: Any,
     beta: float | None,
     n_train: int | None,
     pin_tol: float,
     warn: bool,
-    xp: Namespace,
 ) -> dict[str, float]:
     """The backends' ``diagnostics(model, x, ...)``: what a training loop logs, as Python floats.
 
-    Per layer call ``"<name>/kl"`` (the batch mean of the per-sample KL, ``kl_map`` summed over
-    every axis but the batch when ``batched(layer, input, kl_map)``), ``"<name>/alpha_mean"``,
+    Per layer call ``"<name>/kl"`` (the batch mean of the per-sample KL: ``calls.kl_map`` summed
+    over every axis but the batch when ``calls.batched``), ``"<name>/alpha_mean"``,
     ``"<name>/pinned_low"`` and ``"<name>/pinned_high"``; with ``task_loss``, ``beta`` and
     ``n_train`` also ``"kl_term"`` (``beta * sum kl / n_train``) and ``"kl_share"``. With ``warn``
     it warns once (:func:`warn_pinned`, :func:`warn_kl_dominates`).
     """
     pin_tol = check_pin_tol(pin_tol)
+    xp = calls.xp
 
     def both(layer: Any, inp: Any) -> tuple[Array, AlphaStats]:
-        kl = kl_map(layer, inp)
-        kl = per_sample_kl(kl, batched=batched(layer, inp, kl), xp=xp)
-        return batch_mean(kl, xp=xp), _layer_stats(layer, alpha_map(layer, inp), pin_tol, xp)
+        kl = calls.kl_map(layer, inp)
+        kl = per_sample_kl(kl, batched=calls.batched(layer, inp, kl), xp=xp)
+        return batch_mean(kl, xp=xp), _layer_stats(layer, calls.alpha_map(layer, inp), pin_tol, xp)
 
     logs: dict[str, float] = {}
     total_kl = 0.0

@@ -190,21 +190,20 @@ def test_model_diagnostics_logs_and_warns_at_the_caller() -> None:
     probe = _pass(layers, [0, 1])
     kl = {"a": np.ones((2, 3)), "b": np.zeros((2, 3))}
 
-    def run(**options: object) -> dict[str, float]:
-        return diag.model_diagnostics(
-            probe,
-            kl_map=lambda layer, x: kl[layer.name],
-            batched=lambda layer, x, k: True,
-            alpha_map=lambda layer, x: layer.alpha,
-            pin_tol=diag.PIN_TOL,
-            xp=np,
-            **options,
-        )
+    calls = diag.LayerCalls(
+        kl_map=lambda layer, x: kl[layer.name],
+        alpha_map=lambda layer, x: layer.alpha,
+        batched=lambda layer, x, k: True,
+        xp=np,
+    )
 
-    stats = diag.model_alpha_stats(probe, lambda layer, x: layer.alpha, pin_tol=0.01, xp=np)
+    def run(**options: object) -> dict[str, float]:
+        return diag.model_diagnostics(probe, calls, pin_tol=diag.PIN_TOL, **options)
+
+    stats = diag.model_alpha_stats(probe, calls, pin_tol=0.01)
     assert float(stats["a"].pinned_low) == 1.0 and float(stats["b"].pinned_low) == 0.0
     with pytest.raises(ValueError, match="`pin_tol`"):
-        diag.model_alpha_stats(probe, lambda layer, x: layer.alpha, pin_tol=0.0, xp=np)
+        diag.model_alpha_stats(probe, calls, pin_tol=0.0)
     diag.reset_warnings()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

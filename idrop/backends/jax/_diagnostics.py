@@ -87,6 +87,14 @@ def _probe(model: nnx.Module, x: jax.Array, fn: Callable[[InfoDropout, jax.Array
     return _diag.probe_pass(layers, lambda m: names[id(m)], install, run, fn)
 
 
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: _maps.is_batched(layer.layer, inp),
+    xp=jnp,
+)
+
+
 def kl_maps(model: nnx.Module, x: jax.Array) -> dict[str, jax.Array]:
     """The KL map (:func:`kl_map`) of every InfoDropout of ``model`` on ``x``, by module path (``"a/0"``).
 
@@ -102,7 +110,7 @@ def alpha_stats(model: nnx.Module, x: jax.Array, *, pin_tol: float = _diag.PIN_T
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    return _diag.model_alpha_stats(functools.partial(_probe, model, x), alpha_map, pin_tol=pin_tol, xp=jnp)
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -123,17 +131,9 @@ def diagnostics(
     (:class:`~idrop.core.diagnostics.IdropWarning`) when most units of a layer are pinned at a bound,
     or the KL term is most of the loss.
     """
+    probe = functools.partial(_probe, model, x)
     return _diag.model_diagnostics(
-        functools.partial(_probe, model, x),
-        kl_map=kl_map,
-        batched=lambda layer, inp, kl: _maps.is_batched(layer.layer, inp),
-        alpha_map=alpha_map,
-        task_loss=task_loss,
-        beta=beta,
-        n_train=n_train,
-        pin_tol=pin_tol,
-        warn=warn,
-        xp=jnp,
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
     )
 
 

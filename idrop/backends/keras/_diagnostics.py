@@ -77,6 +77,14 @@ def _probe(model: keras.Layer, x: Any, fn: Callable[[keras.Layer, Any], Any]) ->
     return _diag.probe_pass(layers, lambda layer: str(layer.name), install, run, fn)
 
 
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: len(kl.shape) > 1,  # a 1-D input to Dense is one sample
+    xp=xp,
+)
+
+
 def kl_maps(model: keras.Layer, x: Any) -> dict[str, Any]:
     """The KL map (:func:`kl_map`) of every InfoDropout of ``model`` on batch ``x``, by layer name.
 
@@ -92,7 +100,7 @@ def alpha_stats(model: keras.Layer, x: Any, *, pin_tol: float = _diag.PIN_TOL) -
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    return _diag.model_alpha_stats(functools.partial(_probe, model, x), alpha_map, pin_tol=pin_tol, xp=xp)
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -113,17 +121,9 @@ def diagnostics(
     layer are pinned at a bound, or the KL term is most of the loss. :class:`DiagnosticsCallback`
     calls it from ``model.fit``.
     """
+    probe = functools.partial(_probe, model, x)
     return _diag.model_diagnostics(
-        functools.partial(_probe, model, x),
-        kl_map=kl_map,
-        batched=lambda layer, inp, kl: len(kl.shape) > 1,  # a 1-D input to Dense is one sample
-        alpha_map=alpha_map,
-        task_loss=task_loss,
-        beta=beta,
-        n_train=n_train,
-        pin_tol=pin_tol,
-        warn=warn,
-        xp=xp,
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
     )
 
 

@@ -81,6 +81,14 @@ def _probe(model: nn.Module, x: torch.Tensor, fn: Callable[[InfoDropout, torch.T
     return _diag.probe_pass(list(names), names.__getitem__, install, run, fn)
 
 
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: not unbatched(layer.layer, inp),
+    xp=xp,
+)
+
+
 def kl_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The KL map (:func:`kl_map`) of every InfoDropout of ``model`` on batch ``x``, by module name.
 
@@ -96,7 +104,7 @@ def alpha_stats(model: nn.Module, x: torch.Tensor, *, pin_tol: float = _diag.PIN
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    return _diag.model_alpha_stats(functools.partial(_probe, model, x), alpha_map, pin_tol=pin_tol, xp=xp)
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -117,17 +125,9 @@ def diagnostics(
     layer are pinned at a bound, or the KL term is most of the loss. Runs ``model`` once on ``x``
     in evaluation mode, without gradients.
     """
+    probe = functools.partial(_probe, model, x)
     return _diag.model_diagnostics(
-        functools.partial(_probe, model, x),
-        kl_map=kl_map,
-        batched=lambda layer, inp, kl: not unbatched(layer.layer, inp),
-        alpha_map=alpha_map,
-        task_loss=task_loss,
-        beta=beta,
-        n_train=n_train,
-        pin_tol=pin_tol,
-        warn=warn,
-        xp=xp,
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
     )
 
 
