@@ -6,6 +6,8 @@ InfoDropout layer adds its share of beta * KL / n_train to the model's losses, s
 
     KERAS_BACKEND=jax python examples/keras/mnist.py --epochs 20
     KERAS_BACKEND=torch python examples/keras/mnist.py --epochs 20 --method binary
+
+``examples/tensorflow/mnist.py`` runs this script on the TensorFlow backend.
 """
 
 import argparse
@@ -15,7 +17,7 @@ from types import SimpleNamespace
 import keras
 
 from idrop.data import mnist_splits, stratified_subset
-from idrop.experiments.nets.keras import build_mlp  # the network of `idrop reproduce mnist --backend keras`
+from idrop.experiments.nets.keras import build_mlp  # the network of `idrop reproduce mnist` (keras, tensorflow)
 
 
 def main() -> None:

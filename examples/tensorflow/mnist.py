@@ -4,48 +4,18 @@
 its share of beta * KL / n_train to the model's losses, so plain ``model.fit`` trains the
 IB loss with Adam. ``--method binary`` swaps in binary dropout.
 
+This is the Keras 3 example, ``examples/keras/mnist.py``, run on Keras's TensorFlow backend: there
+the layers of ``idrop.backends.keras`` ARE ``idrop.backends.tensorflow``'s (the same classes, the
+TensorFlow kernel), so one script serves both; read that one.
+
     python examples/tensorflow/mnist.py --epochs 20
     python examples/tensorflow/mnist.py --epochs 20 --method binary
 """
 
-import argparse
 import os
-from types import SimpleNamespace
-
-import keras
-
-from idrop.data import mnist_splits, stratified_subset
-from idrop.experiments.nets.tensorflow import build_mlp  # the network of `idrop reproduce mnist`
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("IDROP_DATA_DIR"))
-    p.add_argument("--method", choices=("information", "binary"), default="information")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--limit", type=int, default=None, help="train on N images, equally many of each digit")
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--max-alpha", type=float, default=0.7)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-
-    keras.utils.set_random_seed(args.seed)
-    x_train, y_train, x_test, y_test, _ = mnist_splits(args.data_dir)
-    x_train, y_train = stratified_subset(x_train, y_train, args.limit)  # the offline file is sorted by label
-
-    config = SimpleNamespace(beta=args.beta, n_train=len(x_train), max_alpha=args.max_alpha, dropout_rate=0.5)
-    model = build_mlp(args.method, args.width, config, args.seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
-    accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0, return_dict=True)["accuracy"]
-    print(f"{args.method} dropout: test error {100 * (1 - accuracy):.2f}%")
-
+import runpy
+from pathlib import Path
 
 if __name__ == "__main__":
-    main()
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # before Keras is imported: Keras fixes its backend then
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "keras" / "mnist.py"), run_name="__main__")

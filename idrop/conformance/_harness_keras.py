@@ -3,8 +3,9 @@
 Keras fixes its backend at import, so this harness checks the Keras layer on the backend this
 process runs (reported as ``keras[<backend>]``); ``python -m idrop.conformance`` and CI run the
 suite once per Keras backend, each in its own process (:mod:`idrop.conformance._keras_runs`).
-Maps, layers and parameters are built as in the TensorFlow harness (channels-last, a padded
-convolution is ``Sequential([ZeroPadding2D, Conv2D])``); conversions and gradients use the
+Maps, layers and parameters are built and read by :class:`~idrop.conformance._keras_layers.KerasLayers`,
+as in the TensorFlow harness (channels-last, a padded convolution is
+``Sequential([ZeroPadding2D, Conv2D])``); conversions and gradients use the
 backend's own tools: ``tf.GradientTape``, ``torch.autograd.grad``, or ``jax.grad`` of the layer
 called under a ``keras.StatelessScope`` that maps its variables.
 """
@@ -23,7 +24,8 @@ import numpy as np
 from keras import ops
 
 from idrop.backends import keras as backend
-from idrop.conformance._harness import DTYPES, Map
+from idrop.conformance._harness import DTYPES
+from idrop.conformance._keras_layers import KerasLayers
 
 BACKEND = keras.backend.backend()
 
@@ -35,11 +37,6 @@ def _framework() -> str:
     return f"keras {keras.__version__} on {BACKEND} {fw.__version__}"
 
 
-def _map(layer: keras.Layer) -> keras.Layer:
-    """The Dense/Conv2D inside ``layer`` (itself, or the last layer of a Sequential)."""
-    return layer.layers[-1] if isinstance(layer, keras.Sequential) else layer
-
-
 def _tensorflow() -> Any:
     """The TensorFlow harness, whose conversions and tape this one uses on the TensorFlow backend."""
     from idrop.conformance._harness_tensorflow import HARNESS
@@ -47,64 +44,11 @@ def _tensorflow() -> Any:
     return HARNESS
 
 
-class KerasHarness:
+class KerasHarness(KerasLayers):
     name = "keras"
     label = f"keras[{BACKEND}]"  #: the name in the report
     framework = _framework()
     module = backend
-    dtypes = DTYPES
-    channels_last = True
-    batchless_maps = True  # Keras 3 Dense takes a 1-D input
-    functional_flag = "training"
-    layer_flag = ("training", True)  # Keras: training=None means "not training"
-
-    def dtype_name(self, t: Any) -> str:
-        return keras.backend.standardize_dtype(t.dtype)
-
-    def make_map(self, spec: Map, dtype: str) -> keras.Layer:
-        if spec.kind in ("linear", "linear_relu"):
-            return keras.layers.Dense(
-                spec.n_out, activation="relu" if spec.kind == "linear_relu" else None, dtype=dtype
-            )
-        if spec.kind == "batch_norm":
-            return keras.layers.BatchNormalization(dtype=dtype)
-        if spec.kind != "conv2d":
-            raise KeyError(spec.kind)
-        conv = keras.layers.Conv2D(spec.n_out, spec.kernel, strides=spec.stride, padding="valid", dtype=dtype)
-        if spec.padding == 0:
-            return conv
-        return keras.Sequential([keras.layers.ZeroPadding2D(spec.padding, dtype=dtype), conv])
-
-    def build_layer(self, cls: str, layer: Any, *, dtype: str, input_shape: Any = None, **options: Any) -> Any:
-        if isinstance(layer, Map):
-            if cls == "InfoDropout" and layer.kind == "conv2d" and layer.padding and "alpha_layer" not in options:
-                options["alpha_layer"] = self.make_map(layer, dtype)  # a Sequential has no default twin
-            layer = self.make_map(layer, dtype)
-        options = {k: self.make_map(v, dtype) if isinstance(v, Map) else v for k, v in options.items()}
-        module = getattr(backend, cls)(layer, dtype=dtype, **options)
-        if input_shape is not None:
-            module.build(input_shape)
-        return module
-
-    def parameters(self, layer: Any) -> dict[str, Any]:
-        params = {"weight": _map(layer.layer).kernel, "bias": _map(layer.layer).bias}
-        if getattr(layer, "alpha_rank", None) is not None:
-            a = layer.alpha_layer
-            params |= {"alpha_down": a.down.kernel, "alpha_weight": a.up.kernel, "alpha_bias": a.up.bias}
-        elif getattr(layer, "alpha_layer", None) is not None:
-            params |= {"alpha_weight": _map(layer.alpha_layer).kernel, "alpha_bias": _map(layer.alpha_layer).bias}
-        if getattr(layer, "mu", None) is not None:
-            params |= {"mu": layer.mu, "log_sigma": layer.log_sigma}
-        return params
-
-    def assign(self, variable: Any, value: np.ndarray) -> None:
-        variable.assign(self.asarray(value, self.dtype_name(variable)))
-
-    def call(self, layer: Any, x: Any, *, training: Any, noise: Any = None) -> Any:
-        return layer(x, training=training, noise=noise)
-
-    def kl(self, layer: Any) -> Any:
-        return layer.kl
 
     #: Why this backend's Keras layer has no function-transform checks (``test_transforms.py``), or None.
     #: On TensorFlow the Keras layers are the TensorFlow adapter's (same classes, same kernel), checked with
@@ -127,11 +71,6 @@ class KerasHarness:
 
     def transform_grad(self, fn, inputs, cotangents):
         return _tensorflow().transform_grad(fn, inputs, cotangents)
-
-    def functional(self, op: str, *args: Any, training: Any = True, seed: int | None = None, **kwargs: Any) -> Any:
-        if seed is not None:
-            kwargs["seed"] = keras.random.SeedGenerator(seed)
-        return getattr(backend, op)(*args, training=training, **kwargs)
 
     def asarray(self, a: Any, dtype: str) -> Any:
         if BACKEND == "tensorflow":

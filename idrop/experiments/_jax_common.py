@@ -1,4 +1,4 @@
-"""JAX / Flax NNX pieces the experiment trainers share: layers, batching, checkpoints, BN dry run.
+"""JAX / Flax NNX pieces the experiment trainers share: batching, model modes, checkpoints, BN dry run.
 
 The JAX counterpart of :mod:`idrop.experiments._torch_common`. A model is split once into
 its graph and three states: parameters (``nnx.Param``), batch-norm statistics
@@ -44,59 +44,6 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> 
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
-
-
-def act(activation: str, x: jax.Array) -> jax.Array:
-    return jax.nn.relu(x) if activation == "relu" else jax.nn.softplus(x)
-
-
-class ConvBN(nnx.Module):
-    """A 'same'-padded conv without bias (batch norm follows), its batch norm and optionally the activation.
-
-    Padding ``k // 2`` on both sides, as torch's, so stride-2 grids line up with the torch trainers'.
-    Batch norm as torch's defaults: momentum 0.1 (Flax's 0.9), epsilon 1e-5.
-    """
-
-    def __init__(
-        self, c_in: int, c_out: int, k: int, *, stride: int = 1, activation: str | None = None, rngs: nnx.Rngs
-    ) -> None:
-        self.conv = conv(c_in, c_out, k, stride, rngs)
-        self.norm = batch_norm(c_out, rngs)
-        self.activation = activation
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.norm(self.conv(x))
-        return h if self.activation is None else act(self.activation, h)
-
-
-def conv(c_in: int, c_out: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(c_in, c_out, (k, k), strides=stride, padding=k // 2, use_bias=False, rngs=rngs)
-
-
-def batch_norm(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, rngs=rngs)
-
-
-def noisy_block(
-    method: str,
-    c_in: int,
-    c_out: int,
-    *,
-    activation: str,
-    max_alpha: float,
-    rngs: nnx.Rngs,
-    stride: int = 2,
-    rate: float = 0.5,
-) -> nnx.Module:
-    """The stride-2 conv with its noise: Information Dropout, binary dropout, or none."""
-    if method == "none":
-        return ConvBN(c_in, c_out, 3, stride=stride, activation=activation, rngs=rngs)
-    c, bn = conv(c_in, c_out, 3, stride, rngs), batch_norm(c_out, rngs)
-    if method == "information":
-        return InfoDropout(c, activation=activation, max_alpha=max_alpha, norm=bn, rngs=rngs)
-    if method == "binary":
-        return BinaryDropout(c, activation=activation, rate=rate, norm=bn, rngs=rngs)
-    raise ValueError(f"Unknown method {method!r}; expected 'information', 'binary' or 'none'.")
 
 
 def is_noisy(m: Any) -> bool:

@@ -1,5 +1,6 @@
-"""TensorFlow / Keras 3 pieces the experiment trainers share: device set-up, batching, conv blocks,
-the batch-norm dry run, per-unit KL for heat maps, and checkpoints (the counterpart of ``_torch_common``).
+"""TensorFlow / Keras 3 pieces the experiment trainers share: device set-up, batching, the official
+code's padded conv and batch norm, the batch-norm dry run, per-unit KL for heat maps, and checkpoints
+(the counterpart of ``_torch_common``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import tensorflow as tf
-
-from idrop.backends.tensorflow import BinaryDropout, InfoDropout
 
 _configured = False
 
@@ -115,29 +114,6 @@ class Conv2D(keras.layers.Conv2D):
             if shape[axis] is not None:
                 shape[axis] += before + after
         return super().compute_output_shape(tuple(shape))
-
-
-def act(activation: str) -> keras.Layer:
-    return keras.layers.Activation("relu" if activation == "relu" else "softplus")
-
-
-def conv_bn(filters: int, k: int, stride: int = 1) -> list[keras.Layer]:
-    """A conv padded by ``k // 2`` on every side, without bias (batch norm follows), and its batch norm."""
-    return [Conv2D(filters, k, strides=stride, use_bias=False), BatchNorm()]
-
-
-def noisy_block(
-    method: str, filters: int, *, activation: str, max_alpha: float, seed: int, stride: int = 2, rate: float = 0.5
-) -> list[keras.Layer]:
-    """The stride-2 conv with its noise: Information Dropout, binary dropout, or none."""
-    conv, bn = conv_bn(filters, 3, stride)
-    if method == "information":
-        return [InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn, seed=seed)]
-    if method == "binary":
-        return [BinaryDropout(conv, activation=activation, rate=rate, norm=bn, seed=seed)]
-    if method == "none":
-        return [conv, bn, act(activation)]
-    raise ValueError(f"Unknown method {method!r}; expected 'information', 'binary' or 'none'.")
 
 
 def batch_norms(model: keras.Model) -> list[BatchNorm]:

@@ -10,8 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from idrop.backends.torch import BinaryDropout, InfoDropout
-
 
 def pick_device(name: str | None) -> torch.device:
     """``--device`` (``cpu``/``cuda``), or for ``auto``/None CUDA when present, else CPU."""
@@ -25,25 +23,6 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> 
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
-
-
-def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    """A 'same'-padded conv without bias (batch norm follows, so a bias is redundant) and its BN."""
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)
-
-
-def noisy_block(
-    method: str, c_in: int, c_out: int, *, activation: str, max_alpha: float, stride: int = 2, rate: float = 0.5
-) -> nn.Module:
-    """The stride-2 conv with its noise: Information Dropout, binary dropout, or none."""
-    conv, bn = conv_bn(c_in, c_out, 3, stride)
-    if method == "information":
-        return InfoDropout(conv, activation=activation, max_alpha=max_alpha, norm=bn)
-    if method == "binary":
-        return BinaryDropout(conv, activation=activation, rate=rate, norm=bn)
-    if method == "none":
-        return nn.Sequential(conv, bn, nn.ReLU() if activation == "relu" else nn.Softplus())
-    raise ValueError(f"Unknown method {method!r}; expected 'information', 'binary' or 'none'.")
 
 
 @torch.no_grad()

@@ -147,6 +147,78 @@ def test_warnings_fire_once_per_layer_and_rule() -> None:
     diag.reset_warnings()
 
 
+class _Layer:
+    """A stand-in for a framework's InfoDropout: its name, its bounds and a fixed alpha."""
+
+    def __init__(self, name: str, free: float) -> None:
+        self.name = name
+        self.spec = type("Spec", (), {"max_alpha": 0.7, "alpha_min": 1e-3})()
+        self.alpha = 1e-3 + 0.7 * np.full((2, 3), free)
+        self.probe = None
+
+
+def _pass(layers: list[_Layer], calls: list[int], *, fail: bool = False):
+    """The probe of a model that calls ``layers[i]`` for each ``i`` in ``calls`` (its input: ``i``)."""
+
+    def install(layer: _Layer, probe) -> object:
+        layer.probe = probe
+        return lambda: setattr(layer, "probe", None)
+
+    def run() -> None:
+        for i in calls:
+            layers[i].probe(layers[i], np.full((2, 3), float(i)))
+        if fail:
+            raise RuntimeError("the model failed")
+
+    return lambda fn: diag.probe_pass(layers, lambda layer: layer.name, install, run, fn)
+
+
+def test_probe_pass_names_repeated_calls_and_always_removes_the_probes() -> None:
+    layers = [_Layer("a", 0.0), _Layer("b", 0.5)]
+    out = _pass(layers, [0, 1, 0, 0])(lambda layer, x: float(x[0, 0]))
+    assert out == {"a": 0.0, "b": 1.0, "a#1": 0.0, "a#2": 0.0}
+    assert all(layer.probe is None for layer in layers)
+    with pytest.raises(RuntimeError, match="the model failed"):
+        _pass(layers, [1], fail=True)(lambda layer, x: x)
+    assert all(layer.probe is None for layer in layers)
+    with pytest.raises(ValueError, match=r"`model`.*InfoDropout"):
+        _pass([], [])(lambda layer, x: x)
+
+
+def test_model_diagnostics_logs_and_warns_at_the_caller() -> None:
+    layers = [_Layer("a", 0.0), _Layer("b", 0.5)]
+    probe = _pass(layers, [0, 1])
+    kl = {"a": np.ones((2, 3)), "b": np.zeros((2, 3))}
+
+    calls = diag.LayerCalls(
+        kl_map=lambda layer, x: kl[layer.name],
+        alpha_map=lambda layer, x: layer.alpha,
+        batched=lambda layer, x, k: True,
+        xp=np,
+    )
+
+    def run(**options: object) -> dict[str, float]:
+        return diag.model_diagnostics(probe, calls, pin_tol=diag.PIN_TOL, **options)
+
+    stats = diag.model_alpha_stats(probe, calls, pin_tol=0.01)
+    assert float(stats["a"].pinned_low) == 1.0 and float(stats["b"].pinned_low) == 0.0
+    with pytest.raises(ValueError, match="`pin_tol`"):
+        diag.model_alpha_stats(probe, calls, pin_tol=0.0)
+    diag.reset_warnings()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        logs = run(task_loss=1.0, beta=2.0, n_train=1, warn=True)
+    assert logs["a/kl"] == 3.0 and logs["b/kl"] == 0.0 and logs["a/pinned_low"] == 1.0
+    assert logs["kl_term"] == 6.0 and math.isclose(logs["kl_share"], 6 / 7)
+    assert all(isinstance(v, float) for v in logs.values())
+    assert [w.category for w in seen] == [diag.IdropWarning] * 2  # a pinned, KL dominates
+    assert {w.filename for w in seen} == {__file__}  # stacklevel: one frame above model_diagnostics' caller
+    diag.reset_warnings()
+    assert sorted(run(task_loss=None, beta=None, n_train=None, warn=False)) == [
+        f"{n}/{k}" for n in "ab" for k in ("alpha_mean", "kl", "pinned_high", "pinned_low")
+    ]
+
+
 def test_plot_without_matplotlib_names_the_extra() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None; sys.modules['matplotlib.pyplot'] = None\n"

@@ -178,3 +178,17 @@ def test_cnn_ports_use_the_symmetric_conv() -> None:
             m for m in model._flatten_layers(include_self=False, recursive=True) if isinstance(m, keras.layers.Conv2D)
         ]
         assert convs and all(type(m) is Conv2D for m in convs), {type(m).__name__ for m in convs}
+
+
+def test_mlp_and_vae_are_the_keras_nets_and_take_alpha_rank() -> None:
+    """One definition of the MLP and the VAE serves both Keras adapters; ``--alpha-rank`` reaches the MLP."""
+    from types import SimpleNamespace
+
+    from idrop.experiments.nets import keras as keras_nets
+    from idrop.experiments.nets import tensorflow as tf_nets
+
+    assert tf_nets.build_mlp is keras_nets.build_mlp and tf_nets.VAE is keras_nets.VAE
+    cfg = SimpleNamespace(beta=1.0, n_train=10, max_alpha=0.7, dropout_rate=0.5, alpha_rank=4)
+    net = tf_nets.build_mlp("information", 16, cfg, 0)
+    assert net(np.zeros((2, 784), np.float32)).shape == (2, 10)
+    assert [tuple(m.alpha_layer.down.kernel.shape) for m in net.layers[:3]] == [(784, 4), (16, 4), (16, 4)]

@@ -3,11 +3,13 @@ r"""Diagnostics of the Information Dropout layers of an NNX model: KL maps, alph
 A layer's *KL map* is its per-unit KL (eq. 3 or 4) on its own input, computed without noise
 through the pure :func:`info_dropout` on the layer's ``f`` and alpha logits. ``kl_maps`` collects it
 for every ``InfoDropout`` of a model during one deterministic pass (each layer hands its input to a
-probe set for that pass). The reductions and warn-once rules are :mod:`idrop.core.diagnostics`.
+probe set for that pass). The pass, the reductions and the warn-once rules are
+:mod:`idrop.core.diagnostics`; this module holds the NNX calls only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +19,7 @@ from flax import nnx
 
 from idrop import plotting as _plotting
 from idrop.core import diagnostics as _diag
-from idrop.core.loss import batch_mean, per_sample_kl
-from idrop.core.spec import check_beta, check_input_type, check_n_train, no_info_dropout, not_a_layer
+from idrop.core.spec import check_input_type, not_a_layer
 
 from . import _maps
 from ._functional import alpha_from_logits, info_dropout
@@ -66,30 +67,32 @@ def _probe(model: nnx.Module, x: jax.Array, fn: Callable[[InfoDropout, jax.Array
     for path, m in nnx.iter_modules(model):
         if isinstance(m, InfoDropout):
             names[id(m)] = "/".join(str(p) for p in path) or type(m).__name__
-    if not names:
-        raise no_info_dropout("model")
-    out: dict[str, Any] = {}
-
-    def probe(mod: InfoDropout, inp: jax.Array) -> None:
-        key, n = names[id(mod)], 1
-        while key in out:  # a layer called twice: "name", "name#1", ...
-            key, n = f"{names[id(mod)]}#{n}", n + 1
-        out[key] = fn(mod, inp)
-
     layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, InfoDropout)]
-    saved = _set_modes(model)
-    try:
-        for m in layers:
-            m.deterministic = True
-            object.__setattr__(m, "_probe", probe)  # a plain attribute: no graph node, removed below
-        with kept_records(model):
-            model(x)
-    finally:
-        for m in layers:
-            object.__delattr__(m, "_probe")
-        for m, attr, value in reversed(saved):
-            setattr(m, attr, value)
-    return out
+
+    def install(layer: InfoDropout, probe: Callable[[InfoDropout, Any], None]) -> Callable[[], None]:
+        object.__setattr__(layer, "_probe", probe)  # a plain attribute: no graph node, removed after the pass
+        return lambda: object.__delattr__(layer, "_probe")
+
+    def run() -> None:
+        saved = _set_modes(model)
+        try:
+            for m in layers:
+                m.deterministic = True
+            with kept_records(model):
+                model(x)
+        finally:
+            for m, attr, value in reversed(saved):
+                setattr(m, attr, value)
+
+    return _diag.probe_pass(layers, lambda m: names[id(m)], install, run, fn)
+
+
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: _maps.is_batched(layer.layer, inp),
+    xp=jnp,
+)
 
 
 def kl_maps(model: nnx.Module, x: jax.Array) -> dict[str, jax.Array]:
@@ -101,19 +104,13 @@ def kl_maps(model: nnx.Module, x: jax.Array) -> dict[str, jax.Array]:
     return _probe(model, x, kl_map)
 
 
-def _layer_alpha_stats(layer: InfoDropout, x: jax.Array, pin_tol: float) -> _diag.AlphaStats:
-    s = layer.spec
-    return _diag.alpha_stats(alpha_map(layer, x), max_alpha=s.max_alpha, alpha_min=s.alpha_min, pin_tol=pin_tol, xp=jnp)
-
-
 def alpha_stats(model: nnx.Module, x: jax.Array, *, pin_tol: float = _diag.PIN_TOL) -> dict[str, _diag.AlphaStats]:
     """Per InfoDropout of ``model`` on ``x``: mean alpha and the shares of units pinned at each bound.
 
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-    return _probe(model, x, lambda layer, inp: _layer_alpha_stats(layer, inp, pin_tol))
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -134,30 +131,10 @@ def diagnostics(
     (:class:`~idrop.core.diagnostics.IdropWarning`) when most units of a layer are pinned at a bound,
     or the KL term is most of the loss.
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-
-    def both(layer: InfoDropout, inp: jax.Array) -> tuple[jax.Array, _diag.AlphaStats]:
-        kl = per_sample_kl(kl_map(layer, inp), batched=_maps.is_batched(layer.layer, inp), xp=jnp)
-        return batch_mean(kl, xp=jnp), _layer_alpha_stats(layer, inp, pin_tol)
-
-    logs: dict[str, float] = {}
-    total_kl = 0.0
-    for name, (kl, stats) in _probe(model, x, both).items():
-        logs[f"{name}/kl"] = float(kl)
-        total_kl += float(kl)
-        logs[f"{name}/alpha_mean"] = float(stats.mean)
-        logs[f"{name}/pinned_low"] = float(stats.pinned_low)
-        logs[f"{name}/pinned_high"] = float(stats.pinned_high)
-        if warn:
-            _diag.warn_pinned(name, stats)
-    if task_loss is not None and beta is not None and n_train is not None:
-        kl_term = check_beta(beta) * total_kl / check_n_train(n_train)
-        task = float(task_loss)
-        logs["kl_term"] = kl_term
-        logs["kl_share"] = kl_term / (task + kl_term) if task + kl_term > 0 else 0.0
-        if warn:
-            _diag.warn_kl_dominates(task, kl_term)
-    return logs
+    probe = functools.partial(_probe, model, x)
+    return _diag.model_diagnostics(
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
+    )
 
 
 def plot_kl_maps(

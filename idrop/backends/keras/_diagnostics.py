@@ -4,13 +4,15 @@ Written on ``keras.ops`` only (any Keras backend). A layer's *KL map* is its per
 on its own input, computed without noise by the layer's package's functional ``info_dropout``.
 ``kl_maps`` collects it for every ``InfoDropout`` of a model during one inference call (each layer
 hands its input to a probe set for that call). :class:`DiagnosticsCallback` logs the same numbers
-from ``model.fit``. The reductions and warn-once rules are :mod:`idrop.core.diagnostics`.
+from ``model.fit``. The pass, the reductions and the warn-once rules are
+:mod:`idrop.core.diagnostics`; this module holds the Keras calls only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -18,8 +20,7 @@ from keras import ops
 
 from idrop import plotting as _plotting
 from idrop.core import diagnostics as _diag
-from idrop.core.loss import batch_mean, per_sample_kl
-from idrop.core.spec import check_beta, check_n_train, no_info_dropout, not_a_layer
+from idrop.core.spec import check_count, not_a_layer
 
 from ._keras_tools import as_tensor, is_info_dropout, kept_records, layers_of, package_of, xp
 
@@ -64,25 +65,24 @@ def _probe(model: keras.Layer, x: Any, fn: Callable[[keras.Layer, Any], Any]) ->
     """``fn(layer, its input)`` for every call of every InfoDropout in one inference call of ``model``."""
     x = as_tensor("x", x)
     layers = [layer for _, layer in layers_of(model) if is_info_dropout(layer)]
-    if not layers:
-        raise no_info_dropout("model")
-    out: dict[str, Any] = {}
 
-    def probe(layer: keras.Layer, inp: Any) -> None:
-        key, n = layer.name, 1
-        while key in out:  # a layer called twice: "name", "name#1", ...
-            key, n = f"{layer.name}#{n}", n + 1
-        out[key] = fn(layer, inp)
+    def install(layer: keras.Layer, probe: Callable[[keras.Layer, Any], None]) -> Callable[[], None]:
+        object.__setattr__(layer, "_probe", probe)  # a plain attribute: not tracked, never saved
+        return lambda: object.__setattr__(layer, "_probe", None)
 
-    try:
-        for layer in layers:
-            object.__setattr__(layer, "_probe", probe)  # a plain attribute: not tracked, never saved
+    def run() -> None:
         with kept_records(model):
             model(x, training=False)
-    finally:
-        for layer in layers:
-            object.__setattr__(layer, "_probe", None)
-    return out
+
+    return _diag.probe_pass(layers, lambda layer: str(layer.name), install, run, fn)
+
+
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: len(kl.shape) > 1,  # a 1-D input to Dense is one sample
+    xp=xp,
+)
 
 
 def kl_maps(model: keras.Layer, x: Any) -> dict[str, Any]:
@@ -94,19 +94,13 @@ def kl_maps(model: keras.Layer, x: Any) -> dict[str, Any]:
     return _probe(model, x, kl_map)
 
 
-def _layer_alpha_stats(layer: keras.Layer, x: Any, pin_tol: float) -> _diag.AlphaStats:
-    s = layer.spec
-    return _diag.alpha_stats(alpha_map(layer, x), max_alpha=s.max_alpha, alpha_min=s.alpha_min, pin_tol=pin_tol, xp=xp)
-
-
 def alpha_stats(model: keras.Layer, x: Any, *, pin_tol: float = _diag.PIN_TOL) -> dict[str, _diag.AlphaStats]:
     """Per InfoDropout of ``model`` on batch ``x``: mean alpha and the shares of units pinned at each bound.
 
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-    return _probe(model, x, lambda layer, inp: _layer_alpha_stats(layer, inp, pin_tol))
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -127,31 +121,10 @@ def diagnostics(
     layer are pinned at a bound, or the KL term is most of the loss. :class:`DiagnosticsCallback`
     calls it from ``model.fit``.
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-
-    def both(layer: keras.Layer, inp: Any) -> tuple[Any, _diag.AlphaStats]:
-        kl = kl_map(layer, inp)
-        kl = per_sample_kl(kl, batched=len(kl.shape) > 1, xp=xp)  # a 1-D input to Dense is one sample
-        return batch_mean(kl, xp=xp), _layer_alpha_stats(layer, inp, pin_tol)
-
-    logs: dict[str, float] = {}
-    total_kl = 0.0
-    for name, (kl, stats) in _probe(model, x, both).items():
-        logs[f"{name}/kl"] = float(kl)
-        total_kl += float(kl)
-        logs[f"{name}/alpha_mean"] = float(stats.mean)
-        logs[f"{name}/pinned_low"] = float(stats.pinned_low)
-        logs[f"{name}/pinned_high"] = float(stats.pinned_high)
-        if warn:
-            _diag.warn_pinned(name, stats)
-    if task_loss is not None and beta is not None and n_train is not None:
-        kl_term = check_beta(beta) * total_kl / check_n_train(n_train)
-        task = float(task_loss)
-        logs["kl_term"] = kl_term
-        logs["kl_share"] = kl_term / (task + kl_term) if task + kl_term > 0 else 0.0
-        if warn:
-            _diag.warn_kl_dominates(task, kl_term)
-    return logs
+    probe = functools.partial(_probe, model, x)
+    return _diag.model_diagnostics(
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
+    )
 
 
 class DiagnosticsCallback(keras.callbacks.Callback):
@@ -170,10 +143,8 @@ class DiagnosticsCallback(keras.callbacks.Callback):
 
     def __init__(self, x: Any, *, every: int = 1, pin_tol: float = _diag.PIN_TOL) -> None:
         super().__init__()
-        from idrop.core.spec import check_count
-
         self.x = as_tensor("x", x)
-        self.every = check_count("every", every, "epochs between two logs")
+        self.every = cast(int, check_count("every", every, "epochs between two logs"))  # never None: no allow_none
         self.pin_tol = _diag.check_pin_tol(pin_tol)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

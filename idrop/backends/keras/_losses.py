@@ -6,7 +6,8 @@ checked there). On JAX and torch a record is a tensor of the call that made it: 
 tensor, or a tracer of the ``jax.jit`` step that ran the call (Keras's ``model.fit`` step);
 collect a traced record inside the function that traced it, as ``add_loss`` does.
 A call with nothing to differentiate (an evaluation call, or a torch call under ``no_grad``)
-replaces the records instead of adding to them.
+replaces the records instead of adding to them. The records and the losses' recipe are
+:mod:`idrop.core.kl_records`; this module gives them the ``keras.ops`` calls.
 """
 
 from __future__ import annotations
@@ -17,62 +18,33 @@ import keras
 from keras import ops
 
 from idrop.backends.keras._namespace import BACKEND, compute_dtype, dtype_name, tensor, xp
+from idrop.core import kl_records as _records
+from idrop.core.kl_records import KLRecords as KLRecords
 from idrop.core.loss import batch_mean
-from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
-from idrop.core.spec import check_beta, check_n_train
 
 
-class KLRecords:
-    """One layer's per-sample KLs since the last collection, and ``latest``, the last call's (``.kl``).
+def _mean(kl: Any) -> Any:
+    return batch_mean(kl, xp=xp)
 
-    Copies (``copy.deepcopy``, pickling) start with no records.
-    """
 
-    __slots__ = ("inert", "kls", "latest")
-
-    def __init__(self) -> None:
-        self.kls: list[Any] = []
-        self.latest: Any = None
-        self.inert = False  # the records hold one call with nothing to differentiate
-
-    def record(self, kl: Any, *, add: bool) -> None:
-        """Record one call's KL: added to the records, or replacing them (see the TensorFlow module)."""
-        if not add or self.inert:
-            self.kls = []
-        self.kls.append(kl)
-        self.latest, self.inert = kl, not add
-
-    def skip(self) -> None:
-        """An evaluation call that computes no KL: nothing recorded, and no stale record kept."""
-        self.kls, self.latest, self.inert = [], None, False
-
-    def __deepcopy__(self, memo: dict) -> KLRecords:
-        return KLRecords()
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
+def _zeros(dtype: str) -> Any:
+    return ops.zeros((), dtype)
 
 
 def collect(model: keras.Layer) -> list[Any]:
     """Every KL recorded in ``model``'s layers since the last collection; empties the records."""
-    holders = [
-        m._kl_records
-        for m in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(getattr(m, "_kl_records", None), KLRecords)
-    ]
-    kls = [kl for records in holders for kl in records.kls]
-    for records in holders:
-        records.kls, records.inert = [], False
-    return kls
+    return _records.collect(model._flatten_layers(include_self=True, recursive=True))
 
 
 def kl_term(kls: list[Any], n_train: int) -> Any:
     """``sum over records of mean over batch of kl / n_train`` (an empty batch contributes 0)."""
-    return _kl_term([batch_mean(kl, xp=xp) for kl in kls], n_train=n_train, xp=xp)
+    return _kl_term([_mean(kl) for kl in kls], n_train=n_train, xp=xp)
+
+
+_OPS = _records.Ops(
+    mean=_mean, cast=ops.cast, zeros=_zeros, dtype_name=dtype_name, compute_dtype=compute_dtype, tensor=tensor, xp=xp
+)
 
 
 def kl_loss(model: keras.Layer, n_train: int) -> Any:
@@ -80,10 +52,7 @@ def kl_loss(model: keras.Layer, n_train: int) -> Any:
 
     float32, or float64 if a layer computes in float64; 0 when nothing was recorded.
     """
-    n_train = check_n_train(n_train)
-    kls = collect(model)
-    dtype = "float64" if any(dtype_name(k) == "float64" for k in kls) else "float32"
-    return kl_term([ops.cast(k, dtype) for k in kls], n_train) if kls else ops.zeros((), dtype)
+    return _records.kl_loss(lambda: collect(model), n_train, _OPS)
 
 
 def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> Any:
@@ -92,11 +61,7 @@ def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> An
     Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
     layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
     """
-    beta, n_train = check_beta(beta), check_n_train(n_train)
-    task_loss = tensor(task_loss)
-    dtype = compute_dtype(task_loss)
-    means = [batch_mean(ops.cast(k, dtype), xp=xp) for k in collect(model)] or [ops.zeros((), dtype)]
-    return _ib_loss(ops.cast(task_loss, dtype), means, beta=beta, n_train=n_train, xp=xp)
+    return _records.ib_loss(task_loss, lambda: collect(model), beta, n_train, _OPS)
 
 
 if BACKEND == "tensorflow":

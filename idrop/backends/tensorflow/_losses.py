@@ -14,7 +14,9 @@ Under TensorFlow a record is a tensor of the context that ran the call: an eager
 symbolic tensor of the graph being traced (a ``tf.function``, a ``model.fit`` step). A call in
 another context starts the records afresh; collecting a traced record outside its graph is
 :func:`idrop.core.spec.kl_outside_its_trace`. ``model._flatten_layers`` is Keras's own walk over
-sublayers (``keras.src.layers.layer.Layer._flatten_layers``, Keras 3.15).
+sublayers (``keras.src.layers.layer.Layer._flatten_layers``, Keras 3.15). The records and the
+losses' recipe are :mod:`idrop.core.kl_records`; this module adds the traced-graph rules and the
+TensorFlow calls.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import keras
 import tensorflow as tf
 
 from idrop.backends.tensorflow._namespace import compute_dtype, dtype_name, tensor, xp
+from idrop.core import kl_records as _records
 from idrop.core.loss import batch_mean
-from idrop.core.loss import ib_loss as _ib_loss
 from idrop.core.loss import kl_term as _kl_term
-from idrop.core.spec import check_beta, check_n_train, kl_outside_its_trace
+from idrop.core.spec import kl_outside_its_trace
 
 
 def _graph(kl: Any) -> Any:
@@ -36,43 +38,14 @@ def _graph(kl: Any) -> Any:
     return kl.graph if tf.is_symbolic_tensor(kl) else None
 
 
-class KLRecords:
-    """One layer's per-sample KLs since the last collection, and ``latest``, the last call's (``.kl``).
+class KLRecords(_records.KLRecords):
+    """:class:`idrop.core.kl_records.KLRecords` whose records from another context (another trace,
+    or eager after a trace) replace the earlier ones instead of joining their sum."""
 
-    Copies (``copy.deepcopy``, pickling) start with no records.
-    """
+    __slots__ = ()
 
-    __slots__ = ("inert", "kls", "latest")
-
-    def __init__(self) -> None:
-        self.kls: list[Any] = []
-        self.latest: Any = None
-        self.inert = False  # the records hold one call with nothing to differentiate
-
-    def record(self, kl: Any, *, add: bool) -> None:
-        """Record one call's KL: added to the records, or replacing them.
-
-        It replaces them when nothing can differentiate it (``add`` false), when the records are
-        such a call's (an evaluation KL must not join the next training step's sum), and when
-        they come from another context (another trace, or eager after a trace).
-        """
-        if not add or self.inert or (self.kls and _graph(self.kls[-1]) is not _graph(kl)):
-            self.kls = []
-        self.kls.append(kl)
-        self.latest, self.inert = kl, not add
-
-    def skip(self) -> None:
-        """An evaluation call that computes no KL: nothing recorded, and no stale record kept."""
-        self.kls, self.latest, self.inert = [], None, False
-
-    def __deepcopy__(self, memo: dict) -> KLRecords:
-        return KLRecords()
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        KLRecords.__init__(self)
+    def same_context(self, earlier: Any, kl: Any) -> bool:
+        return _graph(earlier) is _graph(kl)
 
 
 def _in_scope(kl: Any) -> bool:
@@ -90,19 +63,17 @@ def _in_scope(kl: Any) -> bool:
     return False
 
 
-def collect(model: keras.Layer) -> list[Any]:
-    """Every KL recorded in ``model``'s layers since the last collection; empties the records."""
-    holders = [
-        m._kl_records
-        for m in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(getattr(m, "_kl_records", None), KLRecords)
-    ]
-    kls = [kl for records in holders for kl in records.kls]
+def _check_scope(kls: list[Any]) -> None:
     if not all(_in_scope(kl) for kl in kls):
         raise kl_outside_its_trace("a traced function (a tf.function or a model.fit step)")
-    for records in holders:
-        records.kls, records.inert = [], False
-    return kls
+
+
+def collect(model: keras.Layer) -> list[Any]:
+    """Every KL recorded in ``model``'s layers since the last collection; empties the records.
+
+    A record of a trace collected outside it is :func:`idrop.core.spec.kl_outside_its_trace`.
+    """
+    return _records.collect(model._flatten_layers(include_self=True, recursive=True), _check_scope)
 
 
 def _batch_mean(kl: Any) -> Any:
@@ -117,16 +88,28 @@ def kl_term(kls: list[Any], n_train: int) -> Any:
     return _kl_term([_batch_mean(kl) for kl in kls], n_train=n_train, xp=xp)
 
 
+def _zeros(dtype: str) -> Any:
+    return tf.zeros((), dtype)
+
+
+_OPS = _records.Ops(
+    mean=_batch_mean,
+    cast=tf.cast,
+    zeros=_zeros,
+    dtype_name=dtype_name,
+    compute_dtype=compute_dtype,
+    tensor=tensor,
+    xp=xp,
+)
+
+
 @tf.autograph.experimental.do_not_convert  # plain Python over Python values: nothing for AutoGraph to do
 def kl_loss(model: keras.Layer, n_train: int) -> Any:
     r"""``sum over InfoDropout calls since the last collection of mean(kl) / n_train`` (eq. 5); collects.
 
     float32, or float64 if a layer computes in float64; 0 when nothing was recorded.
     """
-    n_train = check_n_train(n_train)
-    kls = collect(model)
-    dtype = "float64" if any(dtype_name(k) == "float64" for k in kls) else "float32"
-    return kl_term([tf.cast(k, dtype) for k in kls], n_train) if kls else tf.zeros((), dtype)
+    return _records.kl_loss(lambda: collect(model), n_train, _OPS)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -136,8 +119,4 @@ def ib_loss(task_loss: Any, model: keras.Layer, beta: float, n_train: int) -> An
     Computed in ``task_loss``'s dtype (float32 at least). Do not also give the
     layers ``beta``/``n_train`` when you use this, or the KL is counted twice.
     """
-    beta, n_train = check_beta(beta), check_n_train(n_train)
-    task_loss = tensor(task_loss)
-    dtype = compute_dtype(task_loss)
-    means = [_batch_mean(tf.cast(k, dtype)) for k in collect(model)] or [tf.zeros((), dtype)]
-    return _ib_loss(tf.cast(task_loss, dtype), means, beta=beta, n_train=n_train, xp=xp)
+    return _records.ib_loss(task_loss, lambda: collect(model), beta, n_train, _OPS)

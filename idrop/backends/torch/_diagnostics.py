@@ -2,12 +2,14 @@ r"""Diagnostics of the Information Dropout layers of a torch model: KL maps, alp
 
 A layer's *KL map* is its per-unit KL (eq. 3 or 4) on its own input, computed without noise
 (the KL depends on ``f(x)`` and ``alpha(x)`` only); ``kl_maps`` collects it for every
-``InfoDropout`` of a model with forward pre-hooks during one evaluation pass. The reductions, the
-pinned-unit rule and the warn-once checks are :mod:`idrop.core.diagnostics`.
+``InfoDropout`` of a model with forward pre-hooks during one evaluation pass. The pass itself, the
+reductions, the pinned-unit rule and the warn-once checks are :mod:`idrop.core.diagnostics`; this
+module holds the torch calls only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +18,7 @@ from torch import nn
 
 from idrop import plotting as _plotting
 from idrop.core import diagnostics as _diag
-from idrop.core.loss import batch_mean, per_sample_kl
-from idrop.core.spec import check_beta, check_input_type, check_n_train, no_info_dropout, not_a_layer
+from idrop.core.spec import check_input_type, not_a_layer
 
 from ._functional import alpha_from_logits, info_dropout
 from ._layers import InfoDropout
@@ -63,28 +64,29 @@ def _probe(model: nn.Module, x: torch.Tensor, fn: Callable[[InfoDropout, torch.T
     """``fn(layer, its input)`` for every call of every InfoDropout in one evaluation pass of ``model``."""
     check_input_type("x", x, isinstance(x, torch.Tensor))
     names = {m: (name or type(m).__name__) for name, m in model.named_modules() if isinstance(m, InfoDropout)}
-    if not names:
-        raise no_info_dropout("model")
-    out: dict[str, Any] = {}
 
-    def hook(mod: InfoDropout, args: tuple[Any, ...]) -> None:
-        key, n = names[mod], 1
-        while key in out:  # a layer called twice: "name", "name#1", ...
-            key, n = f"{names[mod]}#{n}", n + 1
-        out[key] = fn(mod, args[0])
+    def install(layer: InfoDropout, probe: Callable[[InfoDropout, Any], None]) -> Callable[[], object]:
+        return layer.register_forward_pre_hook(lambda mod, args: probe(mod, args[0])).remove
 
-    handles = [m.register_forward_pre_hook(hook) for m in names]
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with kept_records(model):
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, mode in modes:
-            m.training = mode
-    return out
+    def run() -> None:
+        modes = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            with kept_records(model):
+                model(x)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    return _diag.probe_pass(list(names), names.__getitem__, install, run, fn)
+
+
+_CALLS = _diag.LayerCalls(
+    kl_map=kl_map,
+    alpha_map=alpha_map,
+    batched=lambda layer, inp, kl: not unbatched(layer.layer, inp),
+    xp=xp,
+)
 
 
 def kl_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,19 +98,13 @@ def kl_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return _probe(model, x, kl_map)
 
 
-def _layer_alpha_stats(layer: InfoDropout, x: torch.Tensor, pin_tol: float) -> _diag.AlphaStats:
-    s = layer.spec
-    return _diag.alpha_stats(alpha_map(layer, x), max_alpha=s.max_alpha, alpha_min=s.alpha_min, pin_tol=pin_tol, xp=xp)
-
-
 def alpha_stats(model: nn.Module, x: torch.Tensor, *, pin_tol: float = _diag.PIN_TOL) -> dict[str, _diag.AlphaStats]:
     """Per InfoDropout of ``model`` on batch ``x``: mean alpha and the shares of units pinned at each bound.
 
     A unit is pinned when ``sigmoid(a)`` is within ``pin_tol`` of 0 (``pinned_low``, alpha at
     ``alpha_min``) or of 1 (``pinned_high``, alpha at ``alpha_min + max_alpha``).
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-    return _probe(model, x, lambda layer, inp: _layer_alpha_stats(layer, inp, pin_tol))
+    return _diag.model_alpha_stats(functools.partial(_probe, model, x), _CALLS, pin_tol=pin_tol)
 
 
 def diagnostics(
@@ -129,30 +125,10 @@ def diagnostics(
     layer are pinned at a bound, or the KL term is most of the loss. Runs ``model`` once on ``x``
     in evaluation mode, without gradients.
     """
-    pin_tol = _diag.check_pin_tol(pin_tol)
-
-    def both(layer: InfoDropout, inp: torch.Tensor) -> tuple[torch.Tensor, _diag.AlphaStats]:
-        kl = per_sample_kl(kl_map(layer, inp), batched=not unbatched(layer.layer, inp), xp=xp)
-        return batch_mean(kl, xp=xp), _layer_alpha_stats(layer, inp, pin_tol)
-
-    logs: dict[str, float] = {}
-    total_kl = 0.0
-    for name, (kl, stats) in _probe(model, x, both).items():
-        logs[f"{name}/kl"] = float(kl)
-        total_kl += float(kl)
-        logs[f"{name}/alpha_mean"] = float(stats.mean)
-        logs[f"{name}/pinned_low"] = float(stats.pinned_low)
-        logs[f"{name}/pinned_high"] = float(stats.pinned_high)
-        if warn:
-            _diag.warn_pinned(name, stats)
-    if task_loss is not None and beta is not None and n_train is not None:
-        kl_term = check_beta(beta) * total_kl / check_n_train(n_train)
-        task = float(task_loss)
-        logs["kl_term"] = kl_term
-        logs["kl_share"] = kl_term / (task + kl_term) if task + kl_term > 0 else 0.0
-        if warn:
-            _diag.warn_kl_dominates(task, kl_term)
-    return logs
+    probe = functools.partial(_probe, model, x)
+    return _diag.model_diagnostics(
+        probe, _CALLS, task_loss=task_loss, beta=beta, n_train=n_train, pin_tol=pin_tol, warn=warn
+    )
 
 
 def plot_kl_maps(

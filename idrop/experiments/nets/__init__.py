@@ -9,8 +9,8 @@
   there: a shift but no scale (gamma), epsilon 1e-3. Every alpha conv has a bias.
 - ``VAE``: Kingma & Welling's MLP VAE with a Gaussian or an Information Dropout latent (Sec. 5).
 
-Import ``idrop.experiments.nets.torch``, ``.tensorflow`` or ``.jax``; this package itself
-imports no framework.
+Import ``idrop.experiments.nets.torch``, ``.tensorflow``, ``.jax`` or ``.keras`` (the MLP and the
+VAE on any Keras backend, which ``.tensorflow`` re-exports); this package itself imports no framework.
 """
 
 #: Channel widths of All-CNN-32 at ``filter_percentage`` 1 (official cifar.py:127 and :133).

@@ -1,7 +1,9 @@
 """Keras 3 networks on any Keras backend (``KERAS_BACKEND``): the MLP (Fig. 3a) and the VAE (Sec. 5).
 
-The same networks as :mod:`idrop.experiments.nets.tensorflow`, written on ``keras.ops`` with
-:mod:`idrop.backends.keras`, so they train on the TensorFlow, JAX and torch Keras backends.
+Written on ``keras.ops`` with :mod:`idrop.backends.keras`, so they train on the TensorFlow, JAX and
+torch Keras backends. On the TensorFlow backend :mod:`idrop.backends.keras`'s layers ARE
+:mod:`idrop.backends.tensorflow`'s, so :mod:`idrop.experiments.nets.tensorflow` serves these same
+builders (one definition of each network for both adapters).
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer
         return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
     if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
         return InfoDropout(
-            dense, activation="relu", prior="log-uniform", max_alpha=config.max_alpha, seed=seed,
-            beta=config.beta, n_train=config.n_train,
-        )  # fmt: skip
+            dense,
+            activation="relu",
+            prior="log-uniform",
+            max_alpha=config.max_alpha,
+            alpha_rank=getattr(config, "alpha_rank", None),
+            seed=seed,
+            beta=config.beta,
+            n_train=config.n_train,
+        )
     raise ValueError(f"Unknown method {method!r}.")
 
 
@@ -41,11 +49,17 @@ def build_mlp(method: str, width: int, config: Any, seed: int) -> keras.Model:
 
 
 class VAE(keras.Model):
-    """Kingma & Welling's MLP VAE (see :class:`idrop.experiments.nets.tensorflow.VAE`), on ``keras.ops``.
+    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
+
+    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
+    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
+    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5), whose KL on ``log z`` equals
+    ``KL(q(z|x) || p(z))``, so ``-loss`` is a true lower bound in both cases.
 
     ``call`` returns the Bernoulli logits of one latent sample and the per-sample KL; in training
     calls it also adds the mean negative ELBO with ``add_loss``, so ``train_on_batch(x)`` (no
-    compiled loss) trains it on any Keras backend.
+    compiled loss) trains it on any Keras backend, while a custom loop calls ``model(x)`` and
+    takes :func:`negative_elbo` itself.
     """
 
     def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float, seed: int = 0, **kwargs: Any) -> None:

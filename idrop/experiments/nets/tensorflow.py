@@ -1,6 +1,8 @@
 """TensorFlow / Keras 3 networks of the paper: MLP (Fig. 3a), All-CNN-32 (Table 2a), the VAE (Sec. 5).
 
-See :mod:`idrop.experiments.nets` for what each network is and where it comes from.
+See :mod:`idrop.experiments.nets` for what each network is and where it comes from. The MLP and the
+VAE are :mod:`idrop.experiments.nets.keras`'s (on ``keras.ops``: on this backend its layers are
+:mod:`idrop.backends.tensorflow`'s); All-CNN-32, with the official batch norm and padding, is here.
 """
 
 from __future__ import annotations
@@ -14,45 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, gaussian_kl
+from idrop.backends.tensorflow import BinaryDropout, InfoDropout
 from idrop.experiments._tensorflow_common import BatchNorm, Conv2D
 
 from . import ALL_CNN_WIDTHS
-
-# ------------------------------------------------------------------------------------- MLP --
-
-
-def hidden_layer(method: str, width: int, config: Any, seed: int) -> keras.Layer:
-    """One hidden layer: Dense, ReLU and the method's noise (``config``: dropout_rate, lognormal_alpha, ...)."""
-    dense = keras.layers.Dense(width)
-    if method == "none":
-        return keras.layers.Dense(width, activation="relu")
-    if method == "binary":
-        return BinaryDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "gaussian":
-        return GaussianDropout(dense, activation="relu", rate=config.dropout_rate, seed=seed)
-    if method == "lognormal":
-        return LogNormalDropout(dense, activation="relu", alpha=config.lognormal_alpha, seed=seed)
-    if method == "information":  # beta and n_train: the layer adds its own KL term (eq. 5) with add_loss
-        return InfoDropout(
-            dense,
-            activation="relu",
-            prior="log-uniform",
-            max_alpha=config.max_alpha,
-            alpha_rank=getattr(config, "alpha_rank", None),
-            seed=seed,
-            beta=config.beta,
-            n_train=config.n_train,
-        )
-    raise ValueError(f"Unknown method {method!r}.")
-
-
-def build_mlp(method: str, width: int, config: Any, seed: int) -> keras.Model:
-    """784 -> 3 x (width, ReLU, noise) -> 10: the network of the paper's Fig. 3a."""
-    keras.utils.set_random_seed(seed)
-    layers = [hidden_layer(method, width, config, seed + i) for i in range(3)]
-    return keras.Sequential([keras.Input((784,)), *layers, keras.layers.Dense(10)])
-
+from .keras import VAE as VAE
+from .keras import build_mlp as build_mlp
+from .keras import hidden_layer as hidden_layer
+from .keras import negative_elbo as negative_elbo
 
 # ------------------------------------------------------------------------------ All-CNN-32 --
 
@@ -137,48 +108,3 @@ class AllCNN32(keras.Model):
         for layer in self.blocks:
             x = layer(x, training=training)
         return self.logits(tf.reduce_mean(x, axis=(1, 2)))
-
-
-# ------------------------------------------------------------------------------------- VAE --
-
-
-class VAE(keras.Model):
-    """Kingma & Welling's MLP VAE: 784 -> hidden (tanh) -> latent -> hidden (tanh) -> 784 Bernoulli logits.
-
-    ``latent="gaussian"``: ``z = mu + s * eps`` with prior N(0, 1). ``latent="information"``:
-    ``z = softplus(W h) * exp(alpha(h) * eps)``, an :class:`InfoDropout` layer with the
-    log-normal prior of learnable ``mu``, ``sigma`` (paper Sec. 5), whose KL on ``log z`` equals
-    ``KL(q(z|x) || p(z))``, so ``-loss`` is a true lower bound in both cases.
-    """
-
-    def __init__(self, latent: str, hidden: int, n_latent: int, max_alpha: float, seed: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.latent = latent
-        self.encoder = keras.layers.Dense(hidden, activation="tanh")
-        if latent == "gaussian":
-            self.head = keras.layers.Dense(2 * n_latent)
-            self.noise = keras.random.SeedGenerator(seed)
-        elif latent == "information":
-            self.head = InfoDropout(
-                keras.layers.Dense(n_latent), activation="softplus", prior="log-normal", max_alpha=max_alpha, seed=seed
-            )
-        else:
-            raise ValueError(f"Unknown latent {latent!r}; expected 'gaussian' or 'information'.")
-        self.decoder_hidden = keras.layers.Dense(hidden, activation="tanh")
-        self.decoder_out = keras.layers.Dense(784)
-
-    def call(self, x: Any) -> tuple[Any, Any]:
-        """Bernoulli logits of a reconstruction from one latent sample, and the per-sample KL.
-
-        Always sampled: every use (training and the test bound) needs the stochastic latent.
-        """
-        h = self.encoder(x)
-        if self.latent == "gaussian":
-            mu, log_s = tf.split(self.head(h), 2, axis=1)
-            s = tf.exp(log_s)
-            z = mu + s * keras.random.normal(tf.shape(mu), seed=self.noise)
-            kl = tf.reduce_sum(gaussian_kl(mu, s), axis=1)
-        else:
-            z = self.head(h, training=True)
-            kl = self.head.kl
-        return self.decoder_out(self.decoder_hidden(z)), kl

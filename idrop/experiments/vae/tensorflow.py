@@ -15,14 +15,14 @@ import tensorflow as tf
 
 from idrop.experiments import ResultDir, RunKey, run_grid
 from idrop.experiments._tensorflow_common import KerasCheckpoint, batches, configure, use_jit
+from idrop.experiments.nets import tensorflow as nets
 from idrop.experiments.nets.tensorflow import VAE
 
 
 def negative_elbo(model: VAE, x: Any) -> tuple[Any, Any]:
     """Per-sample ``-ELBO`` (nats) from one latent sample, and the per-sample KL."""
     logits, kl = model(x)
-    nll = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=1)
-    return nll + kl, kl
+    return nets.negative_elbo(x, logits, kl), kl
 
 
 class VaeRun(KerasCheckpoint):
