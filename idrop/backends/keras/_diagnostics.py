@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import keras
 import numpy as np
@@ -144,7 +144,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     def __init__(self, x: Any, *, every: int = 1, pin_tol: float = _diag.PIN_TOL) -> None:
         super().__init__()
         self.x = as_tensor("x", x)
-        self.every = cast(int, check_count("every", every, "epochs between two logs"))  # never None: no allow_none
+        self.every = check_count("every", every, "epochs between two logs")
         self.pin_tol = _diag.check_pin_tol(pin_tol)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
