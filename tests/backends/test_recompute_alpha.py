@@ -1,0 +1,139 @@
+"""``InfoDropout(alpha_rank=r, recompute_alpha=True)``: the cheap branch's ``up`` and the fused kernel
+recomputed in backward by the framework's own engine (torch checkpoint, tf.recompute_grad,
+jax.checkpoint). Same outputs and gradients as without it, fewer bytes kept, the transforms still work."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from idrop.core import spec
+
+
+def _rand(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_spec_refuses_non_flags(value):
+    with pytest.raises(ValueError, match="recompute_alpha"):
+        spec.check_recompute_alpha(value, alpha_rank=4)
+
+
+def test_spec_needs_the_cheap_branch():
+    assert spec.check_recompute_alpha(False, alpha_rank=None) is False
+    assert spec.check_recompute_alpha(True, alpha_rank=3) is True
+    with pytest.raises(ValueError, match="pass `alpha_rank` too"):
+        spec.check_recompute_alpha(True, alpha_rank=None)
+
+
+# --------------------------------------------------------------------------------- torch --
+
+
+def _torch_pair(torch, conv: bool = True, **kw):
+    from torch import nn
+
+    from idrop.backends.torch import InfoDropout
+
+    torch.manual_seed(0)
+    make = (lambda: nn.Conv2d(3, 6, 3, stride=2, padding=1)) if conv else (lambda: nn.Linear(5, 6))
+    plain = InfoDropout(make(), alpha_rank=2, **kw)
+    remat = InfoDropout(make(), alpha_rank=2, recompute_alpha=True, **kw)
+    remat.load_state_dict(plain.state_dict())
+    return plain, remat
+
+
+def _torch_step(torch, layer, x, seed=None, **call):
+    from idrop.backends.torch import ib_loss
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    layer.zero_grad()
+    z = layer(x, **call)
+    ib_loss((z * z).mean(), layer, beta=0.1, n_train=10).backward()
+    return z.detach(), [p.grad.clone() for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("case", ["default", "generator", "noise", "linear", "log-normal", "unbatched"])
+def test_torch_same_outputs_and_gradients(case):
+    torch = pytest.importorskip("torch")
+    kw = {"prior": "log-normal", "activation": "softplus"} if case == "log-normal" else {}
+    plain, remat = _torch_pair(torch, conv=case != "linear", **kw)
+    x = torch.randn(5) if case == "linear" else torch.randn(2, 3, 8, 8)
+    x = x[0] if case == "unbatched" else x
+    for _ in range(2):  # the second step: the generators advanced alike
+        calls = []
+        for _layer in (plain, remat):
+            call = {}
+            if case == "generator":
+                call["generator"] = torch.Generator().manual_seed(7)
+            if case == "noise":
+                call["noise"] = torch.randn(2, 6, 4, 4, generator=torch.Generator().manual_seed(3))
+            calls.append(call)
+        (za, ga), (zb, gb) = (_torch_step(torch, m, x, seed=11, **c) for m, c in zip((plain, remat), calls))
+        torch.testing.assert_close(zb, za, rtol=0, atol=0)
+        torch.testing.assert_close(remat.kl, plain.kl, rtol=0, atol=0)
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_torch_keeps_fewer_bytes():
+    torch = pytest.importorskip("torch")
+    from idrop.backends.torch import InfoDropout, ib_loss
+
+    plain, remat = _torch_pair(torch)
+    x = torch.randn(2, 3, 16, 16)
+    params = {p.untyped_storage().data_ptr() for m in (plain, remat) for p in m.parameters()}
+
+    def kept(layer):
+        storages = {}
+
+        def pack(t):
+            st = t.untyped_storage()
+            if st.data_ptr() not in params:
+                storages[st.data_ptr()] = st.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = ib_loss(layer(x).mean(), layer, beta=0.1, n_train=10)
+        loss.backward()
+        return sum(storages.values())
+
+    # x + (stacked h and a) + the concatenated weight, against x + (stacked h and t) + the weight:
+    # the alpha logits (2*6*8*8 floats) are no longer kept, t (2*2*8*8) is.
+    assert kept(plain) - kept(remat) == 4 * 2 * 6 * 8 * 8
+    assert isinstance(remat, InfoDropout) and "recompute_alpha=True" in repr(remat)
+
+
+def test_torch_double_backward_compile_copies_and_errors():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from idrop.backends.torch import InfoDropout
+
+    plain, remat = _torch_pair(torch)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    eps = torch.randn(2, 6, 4, 4)
+    grads = []
+    for layer in (plain, remat):  # a gradient penalty: double backward through the recomputation
+        (g,) = torch.autograd.grad((layer(x, noise=eps) ** 2).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g * g).sum(), layer.layer.weight)
+        grads.append((g.detach(), gg))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-5)
+    # torch.compile and deepcopy give the same numbers (injected noise: the compiled draw differs).
+    torch._dynamo.reset()
+    compiled = torch.compile(copy.deepcopy(remat), dynamic=False)
+    want = plain(x, noise=eps)
+    torch.testing.assert_close(compiled(x, noise=eps), want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(copy.deepcopy(remat)(x, noise=eps), want, rtol=0, atol=0)
+    torch._dynamo.reset()
+    # evaluation and no_grad skip the recomputation; the option needs the cheap branch.
+    with torch.no_grad():
+        torch.testing.assert_close(remat(x, noise=eps), want)
+    with pytest.raises(ValueError, match="recompute_alpha"):
+        InfoDropout(nn.Conv2d(3, 6, 3), recompute_alpha=True)
+    with pytest.raises(ValueError, match="recompute_alpha"):
+        InfoDropout(nn.Conv2d(3, 6, 3), alpha_rank=2, recompute_alpha="no")
