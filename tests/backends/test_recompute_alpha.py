@@ -137,3 +137,91 @@ def test_torch_double_backward_compile_copies_and_errors():
         InfoDropout(nn.Conv2d(3, 6, 3), recompute_alpha=True)
     with pytest.raises(ValueError, match="recompute_alpha"):
         InfoDropout(nn.Conv2d(3, 6, 3), alpha_rank=2, recompute_alpha="no")
+
+
+# ----------------------------------------------------------------------------------- jax --
+
+
+def _jax_pair(conv: bool = True, **kw):
+    from flax import nnx
+
+    from idrop.backends.jax import InfoDropout
+
+    def make(seed):
+        if conv:
+            return nnx.Conv(3, 6, (3, 3), strides=2, rngs=nnx.Rngs(seed))
+        return nnx.Linear(5, 6, rngs=nnx.Rngs(seed))
+
+    plain = InfoDropout(make(0), alpha_rank=2, rngs=nnx.Rngs(params=1, dropout=2), **kw)
+    remat = InfoDropout(make(0), alpha_rank=2, recompute_alpha=True, rngs=nnx.Rngs(params=1, dropout=2), **kw)
+    return plain, remat
+
+
+def _jax_loss(layer, x, **call):
+    from idrop.backends.jax import ib_loss
+
+    z = layer(x, **call)
+    return ib_loss((z * z).mean(), layer, beta=0.1, n_train=10), z
+
+
+@pytest.mark.parametrize("case", ["default", "noise", "linear", "log-normal", "jit"])
+def test_jax_same_outputs_and_gradients(case):
+    pytest.importorskip("jax")
+    import jax
+    from flax import nnx
+
+    kw = {"prior": "log-normal", "activation": "softplus"} if case == "log-normal" else {}
+    x = _rand(4, 5) if case == "linear" else _rand(2, 8, 8, 3)
+    call = {"noise": _rand(2, 4, 4, 6, seed=3)} if case == "noise" else {}
+    grad = nnx.value_and_grad(lambda m, x: _jax_loss(m, x, **call), has_aux=True)
+    if case == "jit":
+        grad = nnx.jit(grad)
+    results = []
+    for layer in _jax_pair(conv=case != "linear", **kw):
+        for _ in range(2):  # two steps: the streams advance alike
+            (_, z), g = grad(layer, x)
+        results.append((z, g))
+    (za, ga), (zb, gb) = results
+    np.testing.assert_array_equal(np.asarray(zb), np.asarray(za))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6), ga, gb)
+
+
+def test_jax_residuals_higher_order_and_transforms():
+    pytest.importorskip("jax")
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    plain, remat = _jax_pair()
+    x = jnp.asarray(_rand(2, 16, 16, 3))
+    eps = jnp.asarray(_rand(2, 8, 8, 6, seed=3))
+
+    def residual_bytes(layer):  # as benchmarks/jax_bench.py _residual_bytes: unique buffers, no params
+        graphdef, state = nnx.split(layer)
+        params = {a.unsafe_buffer_pointer() for a in jax.tree.leaves(nnx.state(layer, nnx.Param))}
+
+        def loss(state):
+            return _jax_loss(nnx.merge(graphdef, state), x)
+
+        _, vjp, _ = jax.vjp(loss, state, has_aux=True)
+        kept = {a.unsafe_buffer_pointer(): a.nbytes for a in jax.tree.leaves(vjp) if isinstance(a, jax.Array)}
+        return sum(n for b, n in kept.items() if b not in params)
+
+    # h (2*8*8*6 floats) and x are kept either way; a (2*8*8*6) no longer, t (2*8*8*2) instead.
+    saved = residual_bytes(plain) - residual_bytes(remat)
+    assert saved >= 4 * 2 * 8 * 8 * (6 - 2), saved
+    # grad of grad (a gradient penalty) agrees.
+    hess = []
+    for layer in (plain, remat):
+
+        def penalty(m, x):
+            g = nnx.grad(lambda x, m: (m(x, noise=eps) ** 2).sum())(x, m)
+            return (g * g).sum()
+
+        hess.append(nnx.grad(penalty)(layer, x))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5), *hess)
+    # an unbatched call, jit of the layer.
+    np.testing.assert_allclose(remat(x[0], noise=eps[0]), plain(x, noise=eps)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nnx.jit(lambda m, x: m(x, noise=eps))(remat, x), plain(x, noise=eps), rtol=1e-5)
+    with pytest.raises(ValueError, match="recompute_alpha"):
+        type(remat)(nnx.Conv(3, 6, (3, 3), rngs=nnx.Rngs(0)), recompute_alpha=True, rngs=nnx.Rngs(1))
