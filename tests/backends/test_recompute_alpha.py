@@ -225,3 +225,88 @@ def test_jax_residuals_higher_order_and_transforms():
     np.testing.assert_allclose(nnx.jit(lambda m, x: m(x, noise=eps))(remat, x), plain(x, noise=eps), rtol=1e-5)
     with pytest.raises(ValueError, match="recompute_alpha"):
         type(remat)(nnx.Conv(3, 6, (3, 3), rngs=nnx.Rngs(0)), recompute_alpha=True, rngs=nnx.Rngs(1))
+
+
+# --------------------------------------------------------------------------------- keras --
+
+# One script for every Keras backend: the layer with and without recompute_alpha, same weights and
+# seed, gives the same z and gradients (TensorFlow: also under XLA, and the config round trip).
+_KERAS_CHECK = """
+import numpy as np, keras
+from idrop.backends.keras import InfoDropout
+from idrop.backends.keras._namespace import BACKEND
+
+x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
+eps = np.random.default_rng(1).standard_normal((2, 4, 4, 6)).astype("float32")
+layers = []
+for rc in (False, True):
+    keras.utils.set_random_seed(0)
+    m = InfoDropout(keras.layers.Conv2D(6, 3, strides=2, padding="same"), alpha_rank=2, recompute_alpha=rc, seed=5)
+    m(x)
+    layers.append(m)
+layers[1].set_weights(layers[0].get_weights())
+assert layers[1].get_config()["recompute_alpha"] is True
+assert InfoDropout.from_config(layers[1].get_config()).recompute_alpha is True
+
+def grads(m, noise):
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+        with tf.GradientTape() as tape:
+            z = m(x, training=True, noise=noise)
+            loss = tf.reduce_mean(z * z) + tf.reduce_mean(m.kl)
+        return z, tape.gradient(loss, m.trainable_variables)
+    if BACKEND == "jax":
+        import jax, jax.numpy as jnp
+        tv, ntv = [v.value for v in m.trainable_variables], [v.value for v in m.non_trainable_variables]
+        def loss(tv):
+            z, _ = m.stateless_call(tv, ntv, x, training=True, noise=noise)
+            return jnp.mean(z * z), z
+        (_, z), g = jax.value_and_grad(loss, has_aux=True)(tv)
+        return z, g
+    import torch
+    z = m(torch.tensor(x), training=True, noise=None if noise is None else torch.tensor(noise))
+    ((z * z).mean() + m.kl.mean()).backward()
+    return z.detach(), [v.value.grad for v in m.trainable_variables]
+
+for noise in (None, eps):
+    (za, ga), (zb, gb) = grads(layers[0], noise), grads(layers[1], noise)
+    np.testing.assert_array_equal(np.asarray(zb), np.asarray(za))
+    for a, b in zip(ga, gb):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+    m = layers[1]
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            z = m(x, training=True, noise=eps)
+            loss = tf.reduce_mean(z * z) + tf.reduce_mean(m.kl)
+        return z, tape.gradient(loss, m.trainable_variables)
+    z, g = step(x)
+    np.testing.assert_allclose(z, layers[0](x, training=True, noise=eps), rtol=1e-5, atol=1e-6)
+    assert all(v is not None for v in g)
+print("ok", BACKEND)
+"""
+
+
+def test_keras_tensorflow_same_outputs_and_gradients():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the in-process check is for Keras's TensorFlow backend; the others run below")
+    exec(compile(_KERAS_CHECK, "<keras check>", "exec"), {})
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_other_backends_same_outputs_and_gradients(backend):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("keras")
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run([sys.executable, "-c", _KERAS_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"ok {backend}" in done.stdout
