@@ -310,3 +310,23 @@ def test_keras_other_backends_same_outputs_and_gradients(backend):
     done = subprocess.run([sys.executable, "-c", _KERAS_CHECK], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"ok {backend}" in done.stdout
+
+
+def test_keras_tensorflow_second_order_is_tensorflows_error():
+    """``tf.recompute_grad`` cannot be differentiated twice (TensorFlow 2.21 raises NotImplementedError,
+    "recompute_grad tried to transpose grad of ..."): a gradient penalty on TensorFlow needs
+    ``recompute_alpha=False``, as documented. Pinned so that a TensorFlow that lifts it shows here."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from idrop.backends.tensorflow import InfoDropout
+
+    x, eps = tf.constant(_rand(2, 8, 8, 3)), tf.constant(_rand(2, 4, 4, 6, seed=1))
+    layer = InfoDropout(keras.layers.Conv2D(6, 3, strides=2, padding="same"), alpha_rank=2, recompute_alpha=True)
+    with pytest.raises(NotImplementedError, match="recompute_grad"):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                z = layer(x, training=True, noise=eps)
+            g = inner.gradient(tf.reduce_sum(z * z), x)
+        outer.gradient(tf.reduce_sum(g * g), layer.layer.kernel)

@@ -110,7 +110,8 @@ class InfoDropout(NoisyMap):
             there (``tf.recompute_grad`` on TensorFlow, ``jax.checkpoint`` on JAX,
             ``torch.utils.checkpoint`` on torch; :mod:`idrop.backends.keras._remat`): a conv step
             keeps ``x + h + t`` instead of ``x + h + a`` (plus ``eps`` on JAX and torch), for more
-            time per step. Same outputs and gradients. Default ``False``.
+            time per step. Same outputs and gradients; on TensorFlow no second derivative
+            (``tf.recompute_grad`` refuses it). Default ``False``.
         beta, n_train: when both are given, add the KL term to ``self.losses``.
         eval_kl: also compute the alpha branch and the KL in evaluation calls (default: skip them).
         seed: int seed of the layer's ``keras.random.SeedGenerator``.
