@@ -82,6 +82,10 @@ def _ratio(r: dict[str, Any], key: str) -> str:
     return text
 
 
+#: The variants of the memory table, in its column order.
+MEMORY_VARIANTS = ("idrop", "naive", "floor", "cheap", "cheap_remat")
+
+
 def _mem_key(r: dict[str, Any], key: str) -> str:
     """``key``, or its ``"temp "`` form (XLA scratch rows, reported without a target) when only that is there."""
     return key if key in r.get("ratios", {}) or f"temp {key}" not in r.get("ratios", {}) else f"temp {key}"
@@ -144,11 +148,12 @@ def markdown(result: dict[str, Any]) -> str:
             "idrop/floor",
             "idrop/naive",
             "idrop/binary",
+            "cheap_remat/cheap",
         ],
         [
             _where(r)
             + [_f(r["times_ms"][k]) for k in ("idrop", "floor", "naive", "binary")]
-            + [_ratio(r, f"idrop/{k}") for k in ("floor", "naive", "binary")]
+            + [_ratio(r, k if "/" in k else f"idrop/{k}") for k in ("floor", "naive", "binary", "cheap_remat/cheap")]
             for r in by_kind["layer_train"]
         ],
     )
@@ -162,14 +167,33 @@ def markdown(result: dict[str, Any]) -> str:
     )
     out += ["", "## Memory of one training step", ""]
     out += _table(
-        ["backend", "device", "layer", "measure", "idrop KiB", "naive KiB", "floor KiB", "idrop/naive", "idrop/floor"],
+        [
+            "backend",
+            "device",
+            "layer",
+            "measure",
+            "idrop KiB",
+            "naive KiB",
+            "floor KiB",
+            "cheap KiB",
+            "cheap_remat KiB",
+            "idrop/naive",
+            "idrop/floor",
+            "cheap/naive",
+            "cheap_remat/naive",
+        ],
         [
             _where(r)
-            + [_f(r["bytes"][k] / 1024, 1) for k in ("idrop", "naive", "floor")]
-            + [_ratio(r, _mem_key(r, "idrop/naive")), _ratio(r, _mem_key(r, "idrop/floor"))]
+            + [_f(r["bytes"][k] / 1024, 1) if k in r["bytes"] else "-" for k in MEMORY_VARIANTS]
+            + [_ratio(r, _mem_key(r, k)) for k in ("idrop/naive", "idrop/floor", "cheap/naive", "cheap_remat/naive")]
             for r in by_kind["memory"]
         ],
     )
+    out += [
+        "",
+        "cheap: `InfoDropout(alpha_rank=r)`; cheap_remat: the same with `recompute_alpha=True` (`up` and the "
+        "kernel recomputed in backward; r = mlp_alpha_rank for the linear layer, cnn_alpha_rank for the conv).",
+    ]
     notes = sorted({f"`{r['mode']}`: {r['note']}" for r in by_kind["memory"] if "note" in r})
     out += [""] + [f"- {n}" for n in notes]
     out += ["", "## Training throughput (images/s, whole network, optimiser step included)", ""]

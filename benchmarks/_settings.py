@@ -19,7 +19,9 @@ KINDS = ("layer_train", "layer_eval", "memory", "throughput", "keras_train")
 TARGETS = {
     "layer_train": {"idrop/floor": 1.10, "idrop/naive": 1.00},
     "layer_eval": {"idrop/plain": 1.05},
-    "memory": {"idrop/naive": 0.60},
+    # cheap_remat: InfoDropout(alpha_rank=r, recompute_alpha=True) (issue 17, "Conv memory"); the full
+    # alpha map cannot reach 0.6 (x + h + a = 0.667x naive, benchmarks/README.md).
+    "memory": {"idrop/naive": 0.60, "cheap_remat/naive": 0.60},
     # Issue "Keras 3 on every Keras backend": a Keras training step on the JAX and torch backends.
     "keras_train": {"idrop/floor": 1.30},
 }

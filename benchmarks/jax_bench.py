@@ -87,6 +87,11 @@ def _models(case: str, s: Settings) -> tuple[dict[str, nnx.Module], dict[str, Ca
         "naive": NaiveInfoDropout(make(out, 0), make(out, 1), rngs=nnx.Rngs(dropout=1)),
         "binary": _Binary(make(out, 0)),
     }
+    rank = s.mlp_alpha_rank if case == "linear" else s.cnn_alpha_rank
+    for key, remat in (("cheap", False), ("cheap_remat", True)):
+        models[key] = InfoDropout(
+            make(out, 0), activation="relu", alpha_rank=rank, recompute_alpha=remat, rngs=nnx.Rngs(1, dropout=1)
+        )
 
     def f_idrop(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
         z = m(x)
@@ -103,7 +108,8 @@ def _models(case: str, s: Settings) -> tuple[dict[str, nnx.Module], dict[str, Ca
     def f_binary(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, Any]:
         return jnp.mean(m(x)), None
 
-    return models, {"idrop": f_idrop, "floor": f_floor, "naive": f_naive, "binary": f_binary}, x
+    fns = {"idrop": f_idrop, "floor": f_floor, "naive": f_naive, "binary": f_binary}
+    return models, {**fns, "cheap": f_idrop, "cheap_remat": f_idrop}, x
 
 
 def _jitted(fn: Callable, model: nnx.Module) -> Callable[[jax.Array], Any]:
@@ -159,8 +165,14 @@ def layer_train(case: str, s: Settings, device: tuple[str, Any], compiled: bool)
         case,
         "compiled" if compiled else "eager",
         times_ms={k: c.median_ms(k) for k in steps},
-        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+        ratios={
+            **{f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio("cheap_remat", "cheap"),
+        },
+        spread={
+            **{f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio_spread("cheap_remat", "cheap"),
+        },
     )
 
 
@@ -259,7 +271,12 @@ def residuals(case: str, s: Settings, device: tuple[str, Any]) -> dict[str, Any]
         "residuals",
         bytes=b,
         bytes_incl_params={k: v[1] for k, v in kept.items()},
-        ratios={"idrop/naive": b["idrop"] / b["naive"], "idrop/floor": b["idrop"] / b["floor"]},
+        ratios={
+            "idrop/naive": b["idrop"] / b["naive"],
+            "idrop/floor": b["idrop"] / b["floor"],
+            "cheap/naive": b["cheap"] / b["naive"],
+            "cheap_remat/naive": b["cheap_remat"] / b["naive"],
+        },
         note="unique buffers among the residuals of an eager jax.vjp of the loss (the leaves of the VJP "
         "pytree), nnx.Param excluded, the input x included: the counterpart of torch's saved_tensors",
     )

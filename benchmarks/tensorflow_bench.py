@@ -79,10 +79,18 @@ def _losses(case: str, s: Settings) -> tuple[dict[str, Callable], dict[str, list
     floor_seed = keras.random.SeedGenerator(0)
     naive = NaiveInfoDropout(make(out), make(out))
     binary, dropout = make(out), keras.layers.Dropout(0.5, seed=0)
+    rank = s.mlp_alpha_rank if case == "linear" else s.cnn_alpha_rank
+    cheap = InfoDropout(make(out), activation="relu", alpha_rank=rank, seed=0)
+    cheap_remat = InfoDropout(make(out), activation="relu", alpha_rank=rank, recompute_alpha=True, seed=0)
 
-    def f_idrop(x: Any) -> tuple[Any, Any]:
-        z = idrop(x, training=True)
-        return ib_loss(tf.reduce_mean(z), idrop, beta=BETA, n_train=N_TRAIN), ()
+    def information(layer: InfoDropout) -> Callable:
+        def loss(x: Any) -> tuple[Any, Any]:
+            z = layer(x, training=True)
+            return ib_loss(tf.reduce_mean(z), layer, beta=BETA, n_train=N_TRAIN), ()
+
+        return loss
+
+    f_idrop = information(idrop)
 
     def f_floor(x: Any) -> tuple[Any, Any]:
         y = floor(x)
@@ -97,7 +105,14 @@ def _losses(case: str, s: Settings) -> tuple[dict[str, Callable], dict[str, list
     def f_binary(x: Any) -> tuple[Any, Any]:
         return tf.reduce_mean(dropout(tf.nn.relu(binary(x)), training=True)), ()
 
-    fns = {"idrop": f_idrop, "floor": f_floor, "naive": f_naive, "binary": f_binary}
+    fns = {
+        "idrop": f_idrop,
+        "floor": f_floor,
+        "naive": f_naive,
+        "binary": f_binary,
+        "cheap": information(cheap),
+        "cheap_remat": information(cheap_remat),
+    }
     for fn in fns.values():  # build every layer
         fn(x)
     variables = {
@@ -105,6 +120,8 @@ def _losses(case: str, s: Settings) -> tuple[dict[str, Callable], dict[str, list
         "floor": floor.trainable_variables,
         "naive": naive.trainable_variables,
         "binary": binary.trainable_variables,
+        "cheap": cheap.trainable_variables,
+        "cheap_remat": cheap_remat.trainable_variables,
     }
     return fns, variables, x
 
@@ -131,8 +148,14 @@ def layer_train(case: str, s: Settings, device: str, compiled: bool) -> dict[str
         case,
         "compiled" if compiled else "eager",
         times_ms={k: c.median_ms(k) for k in steps},
-        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+        ratios={
+            **{f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio("cheap_remat", "cheap"),
+        },
+        spread={
+            **{f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio_spread("cheap_remat", "cheap"),
+        },
     )
 
 
@@ -248,6 +271,8 @@ def memory(case: str, s: Settings, device: str) -> dict[str, Any]:
             ratios={
                 "idrop/naive": saved["idrop"][0] / saved["naive"][0],
                 "idrop/floor": saved["idrop"][0] / saved["floor"][0],
+                "cheap/naive": saved["cheap"][0] / saved["naive"][0],
+                "cheap_remat/naive": saved["cheap_remat"][0] / saved["naive"][0],
             },
             note="tensorflow: unique buffers of the tensors that the backward function of tf.function(loss) "
             "takes from its forward function under one eager GradientTape (TF's first-order "

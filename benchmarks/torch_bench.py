@@ -52,16 +52,22 @@ def _losses(case: str, s: Settings, device: str) -> tuple[dict[str, Callable], d
     """Forward-to-loss functions of the four variants of the layer training step."""
     torch.manual_seed(0)
     make, out, x = _problem(case, s, device)
+    rank = s.mlp_alpha_rank if case == "linear" else s.cnn_alpha_rank
     mods = {
         "idrop": InfoDropout(make(out), activation="relu"),
         "floor": make(2 * out),
         "naive": NaiveInfoDropout(make(out), make(out)),
         "binary": make(out),
+        "cheap": InfoDropout(make(out), activation="relu", alpha_rank=rank),
+        "cheap_remat": InfoDropout(make(out), activation="relu", alpha_rank=rank, recompute_alpha=True),
     }
 
-    def idrop(x: torch.Tensor) -> torch.Tensor:
-        z = mods["idrop"](x)
-        return ib_loss(z.mean(), mods["idrop"], beta=BETA, n_train=N_TRAIN)
+    def information(key: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def loss(x: torch.Tensor) -> torch.Tensor:
+            z = mods[key](x)
+            return ib_loss(z.mean(), mods[key], beta=BETA, n_train=N_TRAIN)
+
+        return loss
 
     def floor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = mods["floor"](x)
@@ -75,7 +81,8 @@ def _losses(case: str, s: Settings, device: str) -> tuple[dict[str, Callable], d
     def binary(x: torch.Tensor) -> torch.Tensor:
         return F.dropout(torch.relu(mods["binary"](x)), 0.5, training=True).mean()
 
-    return {"idrop": idrop, "floor": floor, "naive": naive, "binary": binary}, mods, x
+    fns = {"idrop": information("idrop"), "floor": floor, "naive": naive, "binary": binary}
+    return {**fns, "cheap": information("cheap"), "cheap_remat": information("cheap_remat")}, mods, x
 
 
 def _compile(fn: Callable) -> Callable:
@@ -122,8 +129,14 @@ def layer_train(case: str, s: Settings, device: str, compiled: bool) -> dict[str
         case,
         mode,
         times_ms={k: c.median_ms(k) for k in steps},
-        ratios={f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
-        spread={f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+        ratios={
+            **{f"idrop/{k}": c.ratio("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio("cheap_remat", "cheap"),
+        },
+        spread={
+            **{f"idrop/{k}": c.ratio_spread("idrop", k) for k in ("floor", "naive", "binary")},
+            "cheap_remat/cheap": c.ratio_spread("cheap_remat", "cheap"),
+        },
     )
 
 
@@ -189,8 +202,11 @@ def memory(case: str, s: Settings, device: str) -> list[dict[str, Any]]:
             ratios={
                 "idrop/naive": saved["idrop"][0] / saved["naive"][0],
                 "idrop/floor": saved["idrop"][0] / saved["floor"][0],
+                "cheap/naive": saved["cheap"][0] / saved["naive"][0],
+                "cheap_remat/naive": saved["cheap_remat"][0] / saved["naive"][0],
             },
-            note="unique storages saved by autograd in one training step, parameters excluded",
+            note="unique storages saved by autograd in one training step, parameters excluded "
+            "(torch.utils.checkpoint's kept inputs included: it saves them through the same hooks)",
         )
     ]
     if device == "cuda":

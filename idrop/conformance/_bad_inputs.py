@@ -189,6 +189,19 @@ ROWS: list[Row] = [
         lambda h, v: raised(core.check_alpha_rank, v, has_alpha_layer=True),
         (2, 1, 0, None),
     ),
+    # -- recomputing the cheap branch in backward: a flag, True only with alpha_rank
+    Row(
+        "InfoDropout(recompute_alpha)",
+        construct("InfoDropout", "recompute_alpha", alpha_rank=2),
+        lambda h, v: raised(core.check_recompute_alpha, v, alpha_rank=2),
+        FLAGS,
+    ),
+    Row(
+        "InfoDropout(recompute_alpha, alpha_rank=None)",
+        construct("InfoDropout", "recompute_alpha"),
+        lambda h, v: raised(core.check_recompute_alpha, v, alpha_rank=None),
+        (True, False),
+    ),
     # -- the baselines' options
     *(
         Row(f"{cls}(rate)", construct(cls, "rate"), lambda h, v: raised(core.check_probability, "rate", v), **_floats())

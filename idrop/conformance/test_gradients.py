@@ -98,7 +98,16 @@ def test_low_rank_layer_gradients(harness, case, kind, data):
     _check_layer_gradients(harness, case, kind, data, low_rank=True)
 
 
-def _check_layer_gradients(harness, case, kind, data, *, low_rank: bool) -> None:
+@pytest.mark.parametrize("case", LOW_RANK_CASES, ids=lambda c: c.name)
+@given(data=st.data())
+def test_recomputed_low_rank_layer_gradients(harness, case, data):
+    """The same with ``recompute_alpha=True`` (``up`` and the kernel recomputed in backward), conv only:
+    the memory option of the cheap branch changes no gradient."""
+    _check_layer_gradients(harness, case, "conv2d", data, low_rank=True, build={"recompute_alpha": True})
+
+
+def _check_layer_gradients(harness, case, kind, data, *, low_rank: bool, build: dict | None = None) -> None:
+    """``build``: options for the backend's layer only (the reference has no such option)."""
     _grad_tol(harness)
     w, x = data.draw(layer_problems(kind, low_rank=low_rank))
     h, _ = pre_activations(w, x)
@@ -121,10 +130,11 @@ def _check_layer_gradients(harness, case, kind, data, *, low_rank: bool) -> None
         z, kl = reference_layer(w_, x_, noise=noise, training=True, mu=mu_, sigma=sigma_, **opts)
         return float((z * cz).sum() + kl.sum())
 
-    got = _drive.layer_grads(harness, w, x, noise=noise, mu=mu, sigma=sigma, z_cotangent=cz, **opts)
+    got = _drive.layer_grads(harness, w, x, noise=noise, mu=mu, sigma=sigma, z_cotangent=cz, **opts, **(build or {}))
     note = repro(
         harness.name,
-        f"_drive.layer_grads(h, w, x, noise=noise, mu={mu!r}, sigma={sigma!r}, z_cotangent=cz, **{opts!r})",
+        f"_drive.layer_grads(h, w, x, noise=noise, mu={mu!r}, sigma={sigma!r}, z_cotangent=cz, "
+        f"**{ {**opts, **(build or {})}!r})",
         x=x,
         noise=noise,
         cz=cz,

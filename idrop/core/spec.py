@@ -340,6 +340,28 @@ def unsupported_model(expected: str, model: Any) -> ValueError:
     return invalid("model", expected, type(model).__name__)
 
 
+def check_recompute_alpha(recompute_alpha: Any, *, alpha_rank: int | None) -> bool:
+    """Return ``recompute_alpha`` (a bool), or raise; ``True`` needs the cheap branch (``alpha_rank``).
+
+    ``recompute_alpha=True`` keeps ``t = down(x)`` (``r`` channels) for backward instead of the
+    alpha logits ``up(t)``, and recomputes ``up`` and the fused kernel there with the framework's
+    own recomputation (``torch.utils.checkpoint``, ``tf.recompute_grad``, ``jax.checkpoint``;
+    docs/design-notes.md, "Cheap alpha branch"). Only the cheap branch has a ``t`` to keep.
+
+    Example:
+        >>> check_recompute_alpha(True, alpha_rank=16)
+        True
+    """
+    value = check_flag("recompute_alpha", recompute_alpha)
+    if value and alpha_rank is None:
+        raise ValueError(
+            "Invalid value received for argument `recompute_alpha`. Expected False when `alpha_rank` is None: "
+            "only the cheap alpha branch (`alpha_rank=r`) is recomputed in backward; pass `alpha_rank` too. "
+            f"Received: recompute_alpha={recompute_alpha!r} with alpha_rank=None"
+        )
+    return value
+
+
 def check_alpha_rank(alpha_rank: Any, *, has_alpha_layer: bool = False) -> int | None:
     """Return ``alpha_rank`` (an int >= 1, or ``None`` for the paper's full alpha map), or raise.
 

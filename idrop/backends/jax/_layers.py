@@ -32,6 +32,7 @@ from idrop.core.spec import (
     check_alpha_rank,
     check_flag,
     check_probability,
+    check_recompute_alpha,
     unexpected_keyword,
 )
 
@@ -40,6 +41,7 @@ from ._functional import binary_dropout, check_noise, gaussian_dropout, lognorma
 from ._kernel import info_dropout_kernel
 from ._losses import KLTerm, drop, record
 from ._namespace import call_key, check_layer_input, own_stream, xp
+from ._remat import recomputed_kernel
 
 _MODE_HELP = (
     "No `deterministic` argument was provided to {name}. Pass `deterministic=` to the "
@@ -127,6 +129,11 @@ class InfoDropout(_NoisyMap):
             ``up(down(x))`` (``down`` of ``layer``'s kind with ``r`` outputs, ``up`` an
             ``nnx.Linear``/1x1 ``nnx.Conv`` with a bias), about ``r/out`` of the full map's cost.
             Not with ``alpha_layer``.
+        recompute_alpha: with ``alpha_rank``, keep ``t = down(x)`` (``r`` channels) as the
+            residual instead of the alpha logits and recompute ``up`` and the fused kernel in the
+            backward pass (``jax.checkpoint``; the same key, so the same ``eps``): a conv training
+            step keeps ``x + h + t`` instead of ``x + h + a``, for more time per step. Same
+            outputs and gradients. Default ``False``.
         deterministic: no noise when true; overridden per call, by ``model.train()``/``eval()``
             or ``nnx.view(model, deterministic=...)``.
         eval_kl: compute and record the KL in deterministic calls too (default False).
@@ -157,6 +164,7 @@ class InfoDropout(_NoisyMap):
         norm: nnx.Module | None = None,
         alpha_layer: nnx.Module | None = None,
         alpha_rank: int | None = None,
+        recompute_alpha: bool = False,
         deterministic: bool | None = False,
         eval_kl: bool = False,
         rng_collection: str = "dropout",
@@ -166,10 +174,12 @@ class InfoDropout(_NoisyMap):
         _no_unknown(type(self).__name__, unknown)
         spec = InfoDropoutSpec(activation, prior, max_alpha, alpha_min, mean_one, zero_units)
         alpha_rank = check_alpha_rank(alpha_rank, has_alpha_layer=alpha_layer is not None)
+        recompute_alpha = check_recompute_alpha(recompute_alpha, alpha_rank=alpha_rank)
         super().__init__(layer, spec.activation, norm, deterministic, rng_collection, rngs)
         self.spec = spec
         self.eval_kl = check_flag("eval_kl", eval_kl)
         self.alpha_rank = alpha_rank
+        self.recompute_alpha = recompute_alpha
         if alpha_layer is None:
             alpha_layer = (
                 _maps.fresh_copy(layer, rngs) if alpha_rank is None else _maps.low_rank_copy(layer, alpha_rank, rngs)
@@ -203,21 +213,24 @@ class InfoDropout(_NoisyMap):
             drop(self)
             return f
         check_layer_input(x, _maps.compute_dtype(self.layer))
-        h, alpha_logits = _maps.apply_both(self.layer, self.norm, self.alpha_layer, x)
-        if noise is not None:
-            check_noise(noise, h.shape)
         lognormal = self.spec.prior == "log-normal"
-        z, kl = info_dropout_kernel(
-            self.spec,
-            self.spec_activation,
-            self._key(deterministic, noise, rngs),
-            h,
-            alpha_logits,
-            deterministic=deterministic,
-            noise=noise,
-            mu=self.mu[...] if lognormal else None,
-            sigma=self.sigma if lognormal else None,
-        )
+        prior = {"mu": self.mu[...] if lognormal else None, "sigma": self.sigma if lognormal else None}
+        remat = not deterministic and self.recompute_alpha and isinstance(self.alpha_layer, _maps.LowRankAlpha)
+        if remat:  # t = down(x) is kept for backward, not the alpha logits (_remat.py)
+            h, t = _maps.apply(self.layer, self.norm, x), self.alpha_layer.down(x)
+            if noise is not None:
+                check_noise(noise, h.shape)
+            key = self._key(deterministic, noise, rngs)
+            up = self.alpha_layer.up
+            z, kl = recomputed_kernel(self.spec, self.spec_activation, key, up, h, t, noise=noise, **prior)
+        else:
+            h, alpha_logits = _maps.apply_both(self.layer, self.norm, self.alpha_layer, x)
+            if noise is not None:
+                check_noise(noise, h.shape)
+            key = self._key(deterministic, noise, rngs)
+            z, kl = info_dropout_kernel(
+                self.spec, self.spec_activation, key, h, alpha_logits, deterministic=deterministic, noise=noise, **prior
+            )
         kl = per_sample_kl(kl, batched=_maps.is_batched(self.layer, x), xp=xp)
         record(self, kl, replace=deterministic)
         # Inside nnx.capture (flax.nnx.Module.sow reads __captures__, flax 0.12) sow it as well;

@@ -27,6 +27,7 @@ from idrop.backends.keras._kernel import info_dropout_kernel as _info_dropout_ke
 from idrop.backends.keras._kernel import kernel_noise
 from idrop.backends.keras._losses import KLRecords, kl_term
 from idrop.backends.keras._maps import (
+    LowRankAlpha,
     NoisyMap,
     _build,
     _direct,
@@ -47,6 +48,7 @@ from idrop.backends.keras._namespace import (
     tensor,
     xp,
 )
+from idrop.backends.keras._remat import recomputed_kernel
 from idrop.core._xp import activation as _activation
 from idrop.core.loss import per_sample_kl as _per_sample_kl
 from idrop.core.spec import (
@@ -57,6 +59,7 @@ from idrop.core.spec import (
     check_flag,
     check_n_train,
     check_probability,
+    check_recompute_alpha,
     check_same_shape,
 )
 
@@ -102,6 +105,13 @@ class InfoDropout(NoisyMap):
             ``up(down(x))`` (``down`` of ``layer``'s class and geometry with ``r`` outputs, ``up``
             a ``Dense``/1x1 conv with a bias), about ``r/out`` of the full map's cost. Not with
             ``alpha_layer``.
+        recompute_alpha: with ``alpha_rank``, keep ``t = down(x)`` (``r`` channels) for the
+            backward pass instead of the alpha logits and recompute ``up`` and the fused kernel
+            there (``tf.recompute_grad`` on TensorFlow, ``jax.checkpoint`` on JAX,
+            ``torch.utils.checkpoint`` on torch; :mod:`idrop.backends.keras._remat`): a conv step
+            keeps ``x + h + t`` instead of ``x + h + a`` (plus ``eps`` on JAX and torch), for more
+            time per step. Same outputs and gradients; on TensorFlow no second derivative
+            (``tf.recompute_grad`` refuses it). Default ``False``.
         beta, n_train: when both are given, add the KL term to ``self.losses``.
         eval_kl: also compute the alpha branch and the KL in evaluation calls (default: skip them).
         seed: int seed of the layer's ``keras.random.SeedGenerator``.
@@ -133,6 +143,7 @@ class InfoDropout(NoisyMap):
         norm: keras.Layer | None = None,
         alpha_layer: keras.Layer | None = None,
         alpha_rank: int | None = None,
+        recompute_alpha: bool = False,
         beta: float | None = None,
         n_train: int | None = None,
         eval_kl: bool = False,
@@ -143,11 +154,13 @@ class InfoDropout(NoisyMap):
         beta = None if beta is None else check_beta(beta)
         n_train = None if n_train is None and beta is None else check_n_train(n_train)
         alpha_rank = check_alpha_rank(alpha_rank, has_alpha_layer=alpha_layer is not None)
+        recompute_alpha = check_recompute_alpha(recompute_alpha, alpha_rank=alpha_rank)
         if alpha_layer is None:
             alpha_layer = _fresh_copy(layer) if alpha_rank is None else _low_rank_copy(layer, alpha_rank)
         super().__init__(layer, activation=spec.activation, norm=norm, seed=seed, **kwargs)
         self.spec, self.beta, self.n_train, self.alpha_layer = spec, beta, n_train, alpha_layer
         self.alpha_rank = alpha_rank
+        self.recompute_alpha = recompute_alpha
         self.eval_kl = check_flag("eval_kl", eval_kl)
         # Keras's JAX trainer drops a metric updated inside a layer's call (its forward runs as a
         # stateless call that maps only the weights: keras-team/keras#21639, #19402); a metric
@@ -171,13 +184,20 @@ class InfoDropout(NoisyMap):
         self._twin_maps = _twins(self.layer, self.alpha_layer)
         self._low_rank_maps = _low_rank_twins(self.layer, self.alpha_layer)
 
-    def _maps(self, x: Any) -> tuple[Any, Any]:
-        """``(norm(layer(x)), alpha_layer(x))``: one op on the concatenated kernels when they allow it."""
+    def _maps(self, x: Any, skip_up: bool = False) -> tuple[Any, Any]:
+        """``(norm(layer(x)), alpha_layer(x))``: one op on the concatenated kernels when they allow it.
+
+        ``skip_up`` (the cheap branch only): ``(norm(layer(x)), down(x))``, for the caller to apply ``up``.
+        """
         x = tensor(x)
         if getattr(self, "_twin_maps", False):
             h, alpha_logits = _twin_call(self.layer, self.alpha_layer, x)
         elif getattr(self, "_low_rank_maps", False):
-            h, alpha_logits = _low_rank_call(self.layer, self.alpha_layer, x)
+            h, alpha_logits = _low_rank_call(self.layer, self.alpha_layer, x, skip_up=skip_up)
+        elif skip_up:
+            down = self.alpha_layer.down
+            h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
+            alpha_logits = _map_call(down, x) if _direct(down) else down(x)
         else:
             # A plain map without Keras's __call__, which on torch would demote a float64 layer's matmul.
             h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
@@ -197,8 +217,10 @@ class InfoDropout(NoisyMap):
             if not in_symbolic_scope():  # not while Keras infers output shapes
                 self._kl_records.skip()  # no alpha branch, no KL, no metric update
             return self.activation_of(x)
-        h, alpha_logits = self._maps(x)
-        check_same_shape(h.shape, alpha_logits.shape)
+        remat = noisy and self.recompute_alpha and isinstance(self.alpha_layer, LowRankAlpha)
+        h, alpha_logits = self._maps(x, skip_up=remat)  # with remat: t = down(x), up is applied in the region
+        if not remat:
+            check_same_shape(h.shape, alpha_logits.shape)
         lognormal = self.spec.prior == "log-normal"
         batched = len(h.shape) > 1  # a 1-D input to Dense is one sample: a 0-d KL
         source = getattr(self, "_noise_source", None)  # set by mc_predict: per-sample seeded noise
@@ -213,7 +235,12 @@ class InfoDropout(NoisyMap):
                 with plain_errors():
                     check_noise("noise", noise, h.shape)
             prior = (ops.cast(self.mu, kl_dtype), ops.cast(self.sigma, kl_dtype)) if lognormal else ()
-            z, kl = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))(h, alpha_logits, noise, *prior)
+            kernel = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))
+            if remat:
+                up = self.alpha_layer.up
+                up_call = (lambda t: _map_call(up, t)) if _direct(up) else up
+                kernel = recomputed_kernel(kernel, up_call, self.spec, len(h.shape))
+            z, kl = kernel(h, alpha_logits, noise, *prior)
         else:
             z, kl = info_dropout(
                 _activation(self.activation, h, xp=xp),
@@ -255,6 +282,7 @@ class InfoDropout(NoisyMap):
             # The low-rank branch is rebuilt from `alpha_rank` (its weights load by their paths).
             "alpha_layer": None if self.alpha_rank else keras.saving.serialize_keras_object(self.alpha_layer),
             "alpha_rank": self.alpha_rank,
+            "recompute_alpha": self.recompute_alpha,
             "beta": self.beta,
             "n_train": self.n_train,
             "eval_kl": self.eval_kl,

@@ -172,15 +172,16 @@ def _low_rank_twins(layer: keras.Layer, alpha_layer: keras.Layer) -> bool:
     return all(getattr(layer, k) == getattr(down, k) for k in geometry)
 
 
-def _low_rank_call(layer: keras.Layer, alpha_layer: LowRankAlpha, x: Any) -> tuple[Any, Any]:
+def _low_rank_call(layer: keras.Layer, alpha_layer: LowRankAlpha, x: Any, skip_up: bool = False) -> tuple[Any, Any]:
     """``(layer(x), alpha_layer(x))`` of :func:`_low_rank_twins`: ``layer`` and ``down`` as one conv on
-    the concatenated kernels (``filters + rank`` outputs), then ``up`` on the ``rank`` channels."""
+    the concatenated kernels (``filters + rank`` outputs), then ``up`` on the ``rank`` channels
+    (``skip_up``: ``(layer(x), down(x))``)."""
     dtype = layer.compute_dtype
     x = ops.cast(x, dtype)
     (k, b), (kd, _) = _weights(layer, dtype), _weights(alpha_layer.down, dtype)
     y = _linear_map(layer, x, concatenate([k, kd], -1), None)  # channels last (_direct)
     h, t = y[..., : layer.filters], y[..., layer.filters :]
-    return (h if b is None else h + b), _map_call(alpha_layer.up, t)
+    return (h if b is None else h + b), (t if skip_up else _map_call(alpha_layer.up, t))
 
 
 def _build(layer: keras.Layer | None, shape: tuple) -> tuple:

@@ -172,20 +172,37 @@ def stacks(layer: nn.Module, alpha: nn.Module, *, low_rank: bool = False) -> boo
     )
 
 
+def recomputes(layer: nn.Module, alpha: nn.Module) -> bool:
+    """Whether the alpha logits of a training step are recomputed in backward (``_remat.py``).
+
+    The cheap branch, unhooked (a hook on it must see its call), when a gradient is taken
+    outside ``torch.func`` transforms (which take the kernel by plain autograd).
+    """
+    return (
+        isinstance(alpha, LowRankAlpha)
+        and not _hooked(alpha)
+        and torch.is_grad_enabled()
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
 def both_maps(
-    layer: nn.Module, alpha: nn.Module, x: torch.Tensor, *, stack: bool, batched: bool
+    layer: nn.Module, alpha: nn.Module, x: torch.Tensor, *, stack: bool, batched: bool, skip_up: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(layer(x), alpha(x))``, as one stacked convolution when ``stack`` and :func:`stacks` allow.
 
     For a :class:`LowRankAlpha` the stacked convolution computes ``layer(x)`` and ``down(x)``
-    (``out + rank`` channels), then ``up`` maps the ``rank`` channels to the alpha logits.
+    (``out + rank`` channels), then ``up`` maps the ``rank`` channels to the alpha logits;
+    ``skip_up``: ``(layer(x), down(x))``, for the caller to apply ``up``.
     """
     if stack and isinstance(alpha, LowRankAlpha) and not _hooked(alpha) and stacks(layer, alpha.down, low_rank=True):
         down = alpha.down
         weight = torch.cat([layer.weight, down.weight])
         bias = None if layer.bias is None else torch.cat([layer.bias, layer.bias.new_zeros(down.out_channels)])
         h, t = layer._conv_forward(x, weight, bias).split([layer.out_channels, down.out_channels], 1 if batched else 0)
-        return h, alpha.up(t)
+        return h, (t if skip_up else alpha.up(t))
+    if skip_up and isinstance(alpha, LowRankAlpha):
+        return layer(x), alpha.down(x)
     if stack and stacks(layer, alpha):
         weight = torch.cat([layer.weight, alpha.weight])
         bias = None if layer.bias is None else torch.cat([layer.bias, alpha.bias])
