@@ -29,10 +29,11 @@ demo: $(STAMP)
 
 # Every test, every backend required: a missing backend fails instead of skipping.
 # In TEST_WORKERS processes (pytest-xdist; default: one per core, at most 4, since each worker
-# imports all three frameworks, about 2 GiB); TEST_WORKERS=0 runs them in this process.
+# imports all three frameworks, about 2 GiB; worksteal: a worker that runs dry takes tests queued on
+# another, since a few tests run minutes); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist worksteal
 
 conformance: $(STAMP)
 	$(BIN)/python -m idrop.conformance
