@@ -8,7 +8,10 @@ PY=${PY:-.venv/bin/python}
 OUT=results/cheap-alpha/cluttered
 COMMON=(reproduce cluttered --quick --backend torch --data-dir /work/shared/data/mnist)
 case "$1" in
-  r4) $PY -m idrop "${COMMON[@]}" --alpha-rank 4 --out $OUT/r4 ;;
-  full) $PY -m idrop "${COMMON[@]}" --betas 0.05 0.1 --out $OUT/full ;;
-  *) echo "usage: $0 r4|full" >&2; exit 2 ;;
+  r4) $PY -m idrop "${COMMON[@]}" --alpha-rank 4 --out $OUT/r4 "${@:2}" ;;
+  full) $PY -m idrop "${COMMON[@]}" --betas 0.05 0.1 --out $OUT/full "${@:2}" ;;
+  # The beta = 0 control of the full alpha conv (no KL pressure), added after the pair above finished:
+  # a folder of its own, since --resume refuses another beta grid in a finished folder.
+  full-beta0) $PY -m idrop "${COMMON[@]}" --betas 0 --out $OUT/full-beta0 "${@:2}" ;;
+  *) echo "usage: $0 r4|full|full-beta0" >&2; exit 2 ;;
 esac

@@ -6,7 +6,8 @@ Reads the finished runs of ``cluttered/full`` and ``cluttered/r4`` (``state.json
 ``run_cluttered.sh``), and writes ``cluttered_table.md`` and ``cluttered_kl_over_ink.png``: for each
 beta both ran, the test error and the ink-normalised localisation of layers 1-3 (KL share inside the
 digit's box divided by the ink share there: 1 = the KL follows the ink and no more; see
-:mod:`idrop.experiments.cluttered._measure`), and the same for the untrained networks.
+:mod:`idrop.experiments.cluttered._measure`), and the same for the untrained networks (the control:
+drawn as black ticks over the bars).
 """
 
 from __future__ import annotations
@@ -15,25 +16,28 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FOLDERS = {"full alpha conv": "full", "cheap alpha, r=4": "r4"}
+FOLDERS = {"full alpha conv": ("full", "full-beta0"), "cheap alpha, r=4": ("r4",)}
 LAYERS = (1, 2, 3)
 
 
-def _runs(folder: str) -> dict[float, dict]:
-    root = HERE / "cluttered" / folder / "cluttered" / "torch"
-    state = root / "state.json"
-    if not state.exists():
-        return {}
-    finished = json.loads(state.read_text())["finished"].values()
-    return {float(r["result"]["beta"]): r["result"] for r in finished}
+def _runs(folders: tuple[str, ...]) -> dict[float, dict]:
+    runs = {}
+    for folder in folders:
+        state = HERE / "cluttered" / folder / "cluttered" / "torch" / "state.json"
+        if state.exists():
+            finished = json.loads(state.read_text())["finished"].values()
+            runs.update({float(r["result"]["beta"]): r["result"] for r in finished})
+    return runs
 
 
-def _untrained(folder: str) -> dict | None:
-    results = HERE / "cluttered" / folder / "cluttered" / "torch" / "results.json"
-    if not results.exists():
-        return None
-    untrained = json.loads(results.read_text()).get("untrained") or []
-    return untrained[0] if untrained else None
+def _untrained(folders: tuple[str, ...]) -> dict | None:
+    """The network before training (same seed, so the same in every folder of one network)."""
+    for folder in folders:
+        results = HERE / "cluttered" / folder / "cluttered" / "torch" / "results.json"
+        untrained = json.loads(results.read_text()).get("untrained") if results.exists() else None
+        if untrained:
+            return untrained[0]
+    return None
 
 
 def main() -> None:
@@ -65,7 +69,7 @@ def main() -> None:
     (HERE / "cluttered_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if betas:
-        _plot(runs, betas)
+        _plot(runs, betas, {name: _untrained(folder) for name, folder in FOLDERS.items()})
 
 
 def _line(name: str, beta: str, r: dict) -> str:
@@ -75,7 +79,7 @@ def _line(name: str, beta: str, r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _plot(runs: dict[str, dict[float, dict]], betas: list[float]) -> None:
+def _plot(runs: dict[str, dict[float, dict]], betas: list[float], untrained: dict[str, dict | None]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +91,12 @@ def _plot(runs: dict[str, dict[float, dict]], betas: list[float]) -> None:
     for ax, beta in zip(axes[0], betas):
         for k, name in enumerate(runs):
             values = [runs[name][beta][f"layer{i}_kl_over_ink"] for i in LAYERS]
-            ax.bar(np.arange(len(LAYERS)) + (k - 0.5) * width, values, width, label=name)
+            x = np.arange(len(LAYERS)) + (k - 0.5) * width
+            ax.bar(x, values, width, label=name)
+            u = untrained[name]
+            if u is not None:  # the control: the same network before training
+                control = [u[f"layer{i}_kl_over_ink"] for i in LAYERS]
+                ax.plot(x, control, "k_", ms=14, mew=2, label="untrained (same network)" if k == 0 else None)
         ax.axhline(1.0, color="gray", lw=0.8, ls="--")
         ax.set_xticks(range(len(LAYERS)), [f"layer {i}" for i in LAYERS])
         ax.set_title(f"beta = {beta:g}")
