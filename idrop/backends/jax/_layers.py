@@ -218,16 +218,15 @@ class InfoDropout(_NoisyMap):
         remat = not deterministic and self.recompute_alpha and isinstance(self.alpha_layer, _maps.LowRankAlpha)
         if remat:  # t = down(x) is kept for backward, not the alpha logits (_remat.py)
             h, t = _maps.apply(self.layer, self.norm, x), self.alpha_layer.down(x)
-            if noise is not None:
-                check_noise(noise, h.shape)
-            key = self._key(deterministic, noise, rngs)
+        else:
+            h, alpha_logits = _maps.apply_both(self.layer, self.norm, self.alpha_layer, x)
+        if noise is not None:
+            check_noise(noise, h.shape)
+        key = self._key(deterministic, noise, rngs)
+        if remat:
             up = self.alpha_layer.up
             z, kl = recomputed_kernel(self.spec, self.spec_activation, key, up, h, t, noise=noise, **prior)
         else:
-            h, alpha_logits = _maps.apply_both(self.layer, self.norm, self.alpha_layer, x)
-            if noise is not None:
-                check_noise(noise, h.shape)
-            key = self._key(deterministic, noise, rngs)
             z, kl = info_dropout_kernel(
                 self.spec, self.spec_activation, key, h, alpha_logits, deterministic=deterministic, noise=noise, **prior
             )

@@ -11,6 +11,7 @@ the functional ops of :mod:`._functional`. ``keras.src.backend.common.symbolic_s
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -30,12 +31,11 @@ from idrop.backends.keras._maps import (
     LowRankAlpha,
     NoisyMap,
     _build,
-    _direct,
     _fresh_copy,
     _low_rank_call,
     _low_rank_copy,
     _low_rank_twins,
-    _map_call,
+    _plain_call,
     _twin_call,
     _twins,
     plain_errors,
@@ -195,13 +195,9 @@ class InfoDropout(NoisyMap):
         elif getattr(self, "_low_rank_maps", False):
             h, alpha_logits = _low_rank_call(self.layer, self.alpha_layer, x, skip_up=skip_up)
         elif skip_up:
-            down = self.alpha_layer.down
-            h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
-            alpha_logits = _map_call(down, x) if _direct(down) else down(x)
+            h, alpha_logits = _plain_call(self.layer, x), _plain_call(self.alpha_layer.down, x)
         else:
-            # A plain map without Keras's __call__, which on torch would demote a float64 layer's matmul.
-            h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
-            alpha_logits = self.alpha_layer(x)
+            h, alpha_logits = _plain_call(self.layer, x), self.alpha_layer(x)
         if self.norm is not None:
             h = self.norm(h)
         return h, alpha_logits
@@ -237,9 +233,8 @@ class InfoDropout(NoisyMap):
             prior = (ops.cast(self.mu, kl_dtype), ops.cast(self.sigma, kl_dtype)) if lognormal else ()
             kernel = _info_dropout_kernel(self.spec, kl_dtype, len(h.shape))
             if remat:
-                up = self.alpha_layer.up
-                up_call = (lambda t: _map_call(up, t)) if _direct(up) else up
-                kernel = recomputed_kernel(kernel, up_call, self.spec, len(h.shape))
+                up = functools.partial(_plain_call, self.alpha_layer.up)
+                kernel = recomputed_kernel(kernel, up, self.spec, len(h.shape))
             z, kl = kernel(h, alpha_logits, noise, *prior)
         else:
             z, kl = info_dropout(

@@ -129,6 +129,12 @@ def _map_call(layer: keras.Layer, x: Any) -> Any:
     return _linear_map(layer, ops.cast(x, dtype), *_weights(layer, dtype))
 
 
+def _plain_call(layer: keras.Layer, x: Any) -> Any:
+    """``layer(x)``: by :func:`_map_call` when :func:`_direct` allows it (on torch, Keras's ``__call__``
+    would demote a float64 layer's matmul), else through Keras's ``__call__``."""
+    return _map_call(layer, x) if _direct(layer) else layer(x)
+
+
 def _twins(layer: keras.Layer, alpha_layer: keras.Layer) -> bool:
     """Whether ``alpha_layer`` is a linear twin of ``layer`` (same class and geometry, own weights)."""
     if type(layer) is not type(alpha_layer) or not (_direct(layer) and _direct(alpha_layer)):
@@ -277,7 +283,7 @@ class NoisyMap(keras.layers.Wrapper):
         """``f(x) = act(norm(layer(x)))``, after checking that ``x`` is floating point."""
         x = tensor(x)
         check_float("x", x)
-        h = _map_call(self.layer, x) if _direct(self.layer) else self.layer(x)
+        h = _plain_call(self.layer, x)
         if self.norm is not None:
             h = self.norm(h)
         return _activation(self.activation, h, xp=xp)
