@@ -332,3 +332,31 @@ def test_keras_tensorflow_second_order_is_tensorflows_error():
             g = inner.gradient(loss, x)
             penalty = tf.reduce_sum(g * g)
         outer.gradient(penalty, layer.layer.kernel)
+
+
+def test_empty_batch_trains_in_torch_and_jax():
+    """A batch of 0 samples: zero-size outputs, a per-sample KL of 0 entries and zero-size gradients
+    (the recomputed region sees empty inputs; Keras on TensorFlow was checked the same way by hand)."""
+    torch = pytest.importorskip("torch")
+    from idrop.backends.torch import InfoDropout as TorchInfoDropout
+
+    layer = TorchInfoDropout(torch.nn.Conv2d(4, 4, 3, padding=1), alpha_rank=2, recompute_alpha=True)
+    x = torch.zeros(0, 4, 6, 6, requires_grad=True)
+    z = layer(x)
+    (z.sum() + layer.kl.sum()).backward()
+    assert z.shape == (0, 4, 6, 6) and layer.kl.shape == (0,) and x.grad.shape == (0, 4, 6, 6)
+
+    jax = pytest.importorskip("jax")
+    from flax import nnx
+
+    from idrop.backends.jax import InfoDropout as JaxInfoDropout
+
+    conv = nnx.Conv(4, 4, (3, 3), rngs=nnx.Rngs(0))
+    model = JaxInfoDropout(conv, alpha_rank=2, recompute_alpha=True, rngs=nnx.Rngs(0, dropout=1))
+
+    def loss(model, x):
+        return model(x).sum() + model.kl.sum()
+
+    grads = nnx.grad(loss)(model, jax.numpy.zeros((0, 6, 6, 4)))
+    assert model.kl.shape == (0,)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(grads))
