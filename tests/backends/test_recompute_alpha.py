@@ -336,7 +336,7 @@ def test_keras_tensorflow_second_order_is_tensorflows_error():
 
 def test_empty_batch_trains_in_torch_and_jax():
     """A batch of 0 samples: zero-size outputs, a per-sample KL of 0 entries and zero-size gradients
-    (the recomputed region sees empty inputs; Keras on TensorFlow was checked the same way by hand)."""
+    (the recomputed region sees empty inputs). Keras: the next test."""
     torch = pytest.importorskip("torch")
     from idrop.backends.torch import InfoDropout as TorchInfoDropout
 
@@ -360,3 +360,22 @@ def test_empty_batch_trains_in_torch_and_jax():
     grads = nnx.grad(loss)(model, jax.numpy.zeros((0, 6, 6, 4)))
     assert model.kl.shape == (0,)
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_empty_batch_trains_in_keras_on_tensorflow():
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the in-process check is for Keras's TensorFlow backend")
+    from idrop.backends.keras import InfoDropout
+
+    layer = InfoDropout(keras.layers.Conv2D(4, 3, padding="same"), alpha_rank=2, recompute_alpha=True, seed=0)
+    layer(tf.zeros((1, 6, 6, 4)), training=True)  # build
+    x = tf.zeros((0, 6, 6, 4))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = layer(x, training=True)
+        loss = tf.reduce_sum(z)
+    assert z.shape == (0, 6, 6, 4) and tape.gradient(loss, x).shape == (0, 6, 6, 4)
+    assert tuple(layer.kl.shape) == (0,)
