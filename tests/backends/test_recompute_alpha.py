@@ -357,7 +357,7 @@ def test_empty_batch_trains_in_torch_and_jax():
     def loss(model, x):
         return model(x).sum() + model.kl.sum()
 
-    grads = nnx.grad(loss)(model, jax.numpy.zeros((0, 6, 6, 4)))
+    grads = nnx.grad(loss)(model, jax.numpy.zeros((0, 6, 6, 4), dtype=jax.numpy.float32))
     assert model.kl.shape == (0,)
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree_util.tree_leaves(grads))
 
