@@ -82,3 +82,13 @@ def test_lower_bound_is_what_ci_tests(name, bound):
     else:
         padded = lower + (0,) * (len(tested) - len(lower))
         assert padded == tested, f"{name}>={bound}: CI tests {pinned}, a 0.x release; the bound should be {pinned}"
+
+
+def test_license_is_declared_and_shipped():
+    """The MIT licence as an SPDX expression (PEP 639), and its text in the distribution."""
+    from importlib.metadata import metadata
+
+    project = PYPROJECT["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    assert metadata("idrop")["License-Expression"] == "MIT"
