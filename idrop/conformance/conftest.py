@@ -3,7 +3,10 @@
 Profiles (``IDROP_HYPOTHESIS_PROFILE``, default ``ci``): ``ci`` is derandomised
 with no example database and no deadline, so a CI failure reproduces exactly
 (TFP's ``tfp_hp_settings``); ``thorough`` runs 1000 examples per test, for
-calibrating tolerance overrides (STYLE.md 4.7).
+calibrating tolerance overrides (STYLE.md 4.7); ``ci-light`` (6 examples, derandomised) is
+what this repository's CI gives the Keras adapter on its second and third Keras backends
+(``tests/backends/test_keras_conformance.py``), whose numerics are the ``keras`` parameter's, already
+run with ``ci`` in the main process.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
 }
 settings.register_profile("ci", max_examples=15, **_COMMON)
+settings.register_profile("ci-light", max_examples=6, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("IDROP_HYPOTHESIS_PROFILE", "ci"))
