@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -9,6 +10,8 @@ from importlib import metadata
 from typing import Any
 
 from benchmarks._settings import CHEAP_TARGETS, GPU_TARGETS, TARGETS, THROUGHPUT_VARIANTS
+from benchmarks.ladder_mlp import ADDS as LADDER_ADDS
+from benchmarks.ladder_mlp import VARIANTS as LADDER_VARIANTS
 
 
 def _cpu_model() -> str:
@@ -231,6 +234,24 @@ def markdown(result: dict[str, Any]) -> str:
             [
                 [*_where(r), _f(r["times_ms"]["idrop"]), _f(r["times_ms"]["floor"]), _ratio(r, "idrop/floor")]
                 for r in by_kind["keras_train"]
+            ],
+        )
+    ladder = [r for r in rows if r["kind"] == "ladder"]
+    if ladder:
+        out += ["", "## Where the MLP's cheap/binary time goes (`ladder`)", ""]
+        out += [
+            "The throughput rows' MLP with variants that add one piece at a time (`benchmarks/ladder_mlp.py`): "
+            + "; ".join(f"{v}: {LADDER_ADDS[v]}" for v in LADDER_VARIANTS[1:])
+            + ". Each column is the step time over the column before it (binary: ms).",
+            "",
+        ]
+        out += _table(
+            ["backend", "device", "network", "mode", "binary ms", *LADDER_VARIANTS[1:], "cheap/binary"],
+            [
+                [*_where(r), _f(r["times_ms"]["binary"])]
+                + [_f(r["ratios"][f"{v}/{a}"], 3) for a, v in itertools.pairwise(LADDER_VARIANTS)]
+                + [_f(r["ratios"]["cheap/binary"], 3)]
+                for r in ladder
             ],
         )
     out += [

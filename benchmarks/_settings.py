@@ -13,7 +13,8 @@ import dataclasses
 import math
 from typing import Any
 
-KINDS = ("layer_train", "layer_eval", "memory", "throughput", "keras_train")
+#: ladder: the MLP step with dropout variants that add one piece at a time (benchmarks/ladder_mlp.py).
+KINDS = ("layer_train", "layer_eval", "memory", "throughput", "keras_train", "ladder")
 
 # Upper bounds on ratios (CPU targets of the issue "Speed and memory").
 TARGETS = {

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from benchmarks import ladder_mlp
 from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_jax import NaiveInfoDropout
@@ -413,6 +414,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         if "throughput" in s.kinds and s.mixed_precision_row(device[0]):
             log(f"jax {device[0]} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
+        if "ladder" in s.kinds:
+            log(f"jax {device[0]} ladder mlp")
+            rows.append(ladder_mlp.jax_row(s, device))
     return rows
 
 

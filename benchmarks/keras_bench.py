@@ -81,8 +81,8 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
 
         torch.set_num_threads(s.threads)
     compiled = KERAS_BACKEND == "jax"  # jax always jits (as the jax rows do); torch eager, see above
-    rows = []
-    for case in ("linear", "conv"):
+    rows: list[dict[str, Any]] = []
+    for case in ("linear", "conv") if "keras_train" in s.kinds else ():
         log(f"{BACKEND} cpu keras_train {case}")
         rows.append(layer_train(case, s, compiled))
     return rows

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import ladder_mlp
 from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_tensorflow import NaiveInfoDropout
@@ -418,6 +419,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"tensorflow {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, compiled=s.compile, mixed=True))
+        if "ladder" in s.kinds:
+            log(f"tensorflow {device} ladder mlp")
+            rows.append(ladder_mlp.tensorflow_row(s, device, compiled=s.compile))
     return rows
 
 

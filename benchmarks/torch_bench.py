@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import ladder_mlp
 from benchmarks._settings import THROUGHPUT_VARIANTS, Settings, row, skipped
 from benchmarks._timing import compare
 from benchmarks.naive_torch import NaiveInfoDropout
@@ -346,6 +347,9 @@ def run(s: Settings, log: Callable[[str], None] = print) -> list[dict[str, Any]]
         if "throughput" in s.kinds and s.mixed_precision_row(device):
             log(f"torch {device} throughput allcnn bf16")
             rows.append(throughput("allcnn", s, device, mixed=True))
+        if "ladder" in s.kinds:
+            log(f"torch {device} ladder mlp")
+            rows.append(ladder_mlp.torch_row(s, device))
     return rows
 
 

@@ -50,6 +50,7 @@ def expected_ids(backend: str) -> set[str]:
     ids |= {f"{backend}/cpu/memory/{case}/{m}" for case in CASES for m in memory}
     ids |= {f"{backend}/cpu/throughput/{net}/{net_mode}" for net in NETS}
     ids.add(f"{backend}/cpu/throughput/allcnn/{net_mode}-bf16")  # the GPU target's row, smoke-tested here
+    ids.add(f"{backend}/cpu/ladder/mlp/{net_mode}")
     return ids
 
 
@@ -91,7 +92,7 @@ def test_tiny_run_writes_report(tiny_run: tuple[dict, Path]) -> None:
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
     assert result["settings"]["tiny"] is True and result["settings"]["compile"] is False
     md = (out / "latest.md").read_text()
-    for heading in ("Layer training step", "Evaluation forward pass", "Memory", "Training throughput"):
+    for heading in ("Layer training step", "Evaluation forward pass", "Memory", "Training throughput", "`ladder`"):
         assert heading in md
 
 
