@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from idrop.conformance._backends import required
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,35 +56,29 @@ def installed(backend: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in FRAMEWORKS[backend])
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("bench")
+def test_tiny_run_has_every_row_and_writes_its_report(tmp_path: Path) -> None:
+    """One test, not one per backend: under pytest-xdist a module fixture shared by several tests runs
+    once on each worker that gets one of them, and this run takes minutes."""
+    out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "benchmarks", "--tiny", "--backend", "all", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((out / "latest.json").read_text()), out
-
-
-@pytest.mark.parametrize("backend", list(FRAMEWORKS))
-def test_tiny_run_has_every_row(tiny_run: tuple[dict, Path], backend: str) -> None:
-    result, _ = tiny_run
-    if not installed(backend):
-        if backend in required():
-            pytest.fail(f"backend {backend!r} is required (IDROP_REQUIRE_BACKENDS) but not installed")
-        assert result["errors"][backend] == "not installed"
-        pytest.skip(f"{backend} not installed")
-    assert backend not in result["errors"], result["errors"].get(backend)
+    result = json.loads((out / "latest.json").read_text())
     rows = {r["id"]: r for r in result["rows"]}
-    missing = expected_ids(backend) - set(rows)
-    assert not missing, f"rows missing: {sorted(missing)}"
-    for rid in expected_ids(backend):
-        r = rows[rid]
-        assert "skipped" not in r, f"{rid}: {r.get('skipped')}"
-        assert all_finite_positive(r), f"{rid}: {r}"
-
-
-def test_tiny_run_writes_report(tiny_run: tuple[dict, Path]) -> None:
-    result, out = tiny_run
+    for backend in FRAMEWORKS:
+        if not installed(backend):
+            assert backend not in required(), (
+                f"backend {backend!r} is required (IDROP_REQUIRE_BACKENDS) but not installed"
+            )
+            assert result["errors"][backend] == "not installed"
+            continue
+        assert backend not in result["errors"], result["errors"].get(backend)
+        missing = expected_ids(backend) - set(rows)
+        assert not missing, f"rows missing: {sorted(missing)}"
+        for rid in expected_ids(backend):
+            r = rows[rid]
+            assert "skipped" not in r, f"{rid}: {r.get('skipped')}"
+            assert all_finite_positive(r), f"{rid}: {r}"
     for key in ("command", "machine", "versions", "settings"):
         assert result[key], key
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
