@@ -43,8 +43,6 @@ ADDS = {
     "cheap-task": "alpha branch + KL forward",
     "cheap": "KL backward",
 }
-N_TRAIN = 60_000
-BETA = 1.0
 Steps = dict[str, Callable[[], Any]]
 
 
@@ -73,6 +71,7 @@ def jax_row(s: Settings, device: tuple[str, Any]) -> dict:
     import optax
     from flax import nnx
 
+    from benchmarks.jax_bench import BETA, N_TRAIN, _sync
     from idrop.backends.jax import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, ib_loss
 
     def hidden(variant: str, d: int, i: int) -> list[Callable]:
@@ -113,7 +112,7 @@ def jax_row(s: Settings, device: tuple[str, Any]) -> dict:
         key = jax.random.key(1)
         x = jax.random.normal(key, (s.mlp_batch, s.mlp_in))
         y = jax.random.randint(key, (s.mlp_batch,), 0, 10)
-        return measure("jax", name, "compiled", {v: make(v) for v in VARIANTS}, jax.block_until_ready, s)
+        return measure("jax", name, "compiled", {v: make(v) for v in VARIANTS}, _sync, s)
 
 
 def tensorflow_row(s: Settings, device: str, compiled: bool) -> dict:
@@ -121,6 +120,7 @@ def tensorflow_row(s: Settings, device: str, compiled: bool) -> dict:
     import keras
     import tensorflow as tf
 
+    from benchmarks.tensorflow_bench import BETA, N_TRAIN, _sync, _tf_device
     from idrop.backends.tensorflow import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, ib_loss
 
     def hidden(variant: str) -> list[keras.Layer]:
@@ -155,13 +155,13 @@ def tensorflow_row(s: Settings, device: str, compiled: bool) -> dict:
         fn = tf.function(step, jit_compile=True) if compiled else step
         return lambda: fn(x, y)
 
-    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+    with tf.device(_tf_device(device)):
         keras.utils.set_random_seed(0)
         x = tf.random.normal((s.mlp_batch, s.mlp_in))
         y = tf.random.uniform((s.mlp_batch,), 0, 10, dtype=tf.int32)
         steps = {v: make(v) for v in VARIANTS}
         mode = "compiled" if compiled else "eager"
-        return measure("tensorflow", device, mode, steps, lambda out: out.numpy(), s)
+        return measure("tensorflow", device, mode, steps, _sync, s)
 
 
 def torch_row(s: Settings, device: str) -> dict:
@@ -170,6 +170,7 @@ def torch_row(s: Settings, device: str) -> dict:
     import torch.nn.functional as F
     from torch import nn
 
+    from benchmarks.torch_bench import BETA, N_TRAIN, _sync_for
     from idrop.backends.torch import BinaryDropout, GaussianDropout, InfoDropout, LogNormalDropout, ib_loss, kl_loss
 
     def hidden(variant: str, d: int) -> list[nn.Module]:
@@ -209,8 +210,4 @@ def torch_row(s: Settings, device: str) -> dict:
 
         return step
 
-    def sync(out: Any) -> None:
-        if device != "cpu":
-            torch.cuda.synchronize()
-
-    return measure("torch", device, "eager", {v: make(v) for v in VARIANTS}, sync, s)
+    return measure("torch", device, "eager", {v: make(v) for v in VARIANTS}, _sync_for(device), s)
